@@ -1,0 +1,395 @@
+//! Image references parsed once at the edge: registry repositories and OCI layout directories.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::digest::Digest;
+
+/// The registry that unqualified names (`alpine`) refer to.
+pub const DOCKER_HUB: &str = "docker.io";
+/// The host that actually serves Docker Hub's API.
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+/// Where an image lives: a repository in a registry or an OCI image layout directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageRef {
+    Registry(RegistryRef),
+    Layout(LayoutRef),
+}
+
+/// `[registry[:port]/]repository[:tag][@digest]`, normalised.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RegistryRef {
+    /// `host[:port]` as the user wrote it (Docker Hub aliases become `docker.io`).
+    pub registry: String,
+    /// Path inside the registry, e.g. `library/alpine`.
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+/// `oci:PATH[:TAG]` or `oci:PATH@DIGEST`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayoutRef {
+    pub path: PathBuf,
+    pub tag: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+/// A reference that could not be parsed; shows the input and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid image reference {input:?}: {reason}")]
+pub struct ReferenceError {
+    pub input: String,
+    pub reason: String,
+}
+
+fn err(input: &str, reason: impl Into<String>) -> ReferenceError {
+    ReferenceError {
+        input: input.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl FromStr for ImageRef {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("oci:") {
+            return parse_layout(s, rest).map(ImageRef::Layout);
+        }
+        let rest = s.strip_prefix("docker://").unwrap_or(s);
+        RegistryRef::parse_with_input(s, rest).map(ImageRef::Registry)
+    }
+}
+
+impl FromStr for RegistryRef {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse_with_input(s, s.strip_prefix("docker://").unwrap_or(s))
+    }
+}
+
+/// True for a valid tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_valid_tag(tag: &str) -> bool {
+    let b = tag.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn parse_layout(input: &str, rest: &str) -> Result<LayoutRef, ReferenceError> {
+    if rest.is_empty() {
+        return Err(err(
+            input,
+            "oci: needs a directory path, e.g. oci:./out:latest",
+        ));
+    }
+    let (rest, digest) = match rest.rsplit_once('@') {
+        Some((p, d)) => (
+            p,
+            Some(d.parse::<Digest>().map_err(|e| err(input, e.reason))?),
+        ),
+        None => (rest, None),
+    };
+    // A tag is whatever follows the last ':' as long as it is not part of a path component.
+    let (path, tag) = match rest.rsplit_once(':') {
+        Some((p, t)) if !t.contains('/') && !p.is_empty() => {
+            if !is_valid_tag(t) {
+                return Err(err(input, format!("{t:?} is not a valid tag")));
+            }
+            (p, Some(t.to_string()))
+        }
+        _ => (rest, None),
+    };
+    if digest.is_some() && tag.is_some() {
+        return Err(err(
+            input,
+            "an oci: reference takes a tag or a digest, not both",
+        ));
+    }
+    Ok(LayoutRef {
+        path: PathBuf::from(path),
+        tag,
+        digest,
+    })
+}
+
+fn is_path_component(c: &str) -> bool {
+    // [a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*
+    let b = c.as_bytes();
+    if b.is_empty() || !is_lower_alnum(b[0]) || !is_lower_alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if is_lower_alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !is_lower_alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_lower_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+fn is_domain(d: &str) -> bool {
+    let (host, port) = match d.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (d, None),
+    };
+    if let Some(p) = port {
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+    }
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.contains(':') {
+        return host.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+impl RegistryRef {
+    fn parse_with_input(input: &str, s: &str) -> Result<Self, ReferenceError> {
+        if s.is_empty() {
+            return Err(err(input, "empty reference"));
+        }
+        if s.len() > 4096 {
+            return Err(err(input, "reference is too long"));
+        }
+        let (name_tag, digest) = match s.split_once('@') {
+            Some((n, d)) => (
+                n,
+                Some(d.parse::<Digest>().map_err(|e| err(input, e.reason))?),
+            ),
+            None => (s, None),
+        };
+        // The tag is after the last ':' that follows the last '/'.
+        let last_slash = name_tag.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let (name, tag) = match name_tag[last_slash..].rfind(':') {
+            Some(i) => {
+                let i = last_slash + i;
+                let t = &name_tag[i + 1..];
+                if !is_valid_tag(t) {
+                    return Err(err(input, format!("{t:?} is not a valid tag")));
+                }
+                (&name_tag[..i], Some(t.to_string()))
+            }
+            None => (name_tag, None),
+        };
+        let (registry, repo) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+            {
+                if !is_domain(first) {
+                    return Err(err(
+                        input,
+                        format!("{first:?} is not a valid registry host"),
+                    ));
+                }
+                (first.to_string(), rest.to_string())
+            }
+            _ => (DOCKER_HUB.to_string(), name.to_string()),
+        };
+        let registry = match registry.as_str() {
+            "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+                DOCKER_HUB.to_string()
+            }
+            _ => registry,
+        };
+        if repo.is_empty() {
+            return Err(err(input, "missing repository name"));
+        }
+        if let Some(bad) = repo.split('/').find(|c| !is_path_component(c)) {
+            return Err(err(
+                input,
+                format!("repository component {bad:?} must be lowercase letters, digits and single separators (. _ __ -)"),
+            ));
+        }
+        let repository = if registry == DOCKER_HUB && !repo.contains('/') {
+            format!("library/{repo}")
+        } else {
+            repo
+        };
+        if repository.len() > 255 {
+            return Err(err(input, "repository name is longer than 255 characters"));
+        }
+        Ok(RegistryRef {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// The host to send API requests to (`registry-1.docker.io` for Docker Hub).
+    pub fn api_host(&self) -> &str {
+        if self.registry == DOCKER_HUB {
+            DOCKER_HUB_API
+        } else {
+            &self.registry
+        }
+    }
+
+    /// The tag or digest to fetch: the digest wins; `latest` when neither was given.
+    pub fn reference(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_string(),
+        }
+    }
+
+    /// The same repository with another tag and no digest.
+    pub fn with_tag(&self, tag: &str) -> Self {
+        RegistryRef {
+            tag: Some(tag.to_string()),
+            digest: None,
+            ..self.clone()
+        }
+    }
+
+    /// `registry/repository` without tag or digest.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+}
+
+impl fmt::Display for RegistryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for LayoutRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "oci:{}", self.path.display())?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageRef::Registry(r) => r.fmt(f),
+            ImageRef::Layout(l) => l.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(s: &str) -> RegistryRef {
+        match s.parse::<ImageRef>().unwrap() {
+            ImageRef::Registry(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn docker_hub_normalisation() {
+        let r = reg("alpine");
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("docker.io", "library/alpine", None)
+        );
+        assert_eq!(r.api_host(), "registry-1.docker.io");
+        assert_eq!(r.reference(), "latest");
+        let r = reg("docker://user/app:1.0");
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("docker.io", "user/app", Some("1.0"))
+        );
+        assert_eq!(reg("index.docker.io/library/busybox").registry, "docker.io");
+    }
+
+    #[test]
+    fn registries_ports_tags_digests() {
+        let d = Digest::of(b"x");
+        let r = reg(&format!("127.0.0.1:5000/team/api:feature-x@{d}"));
+        assert_eq!(r.registry, "127.0.0.1:5000");
+        assert_eq!(r.repository, "team/api");
+        assert_eq!(r.tag.as_deref(), Some("feature-x"));
+        assert_eq!(r.digest.as_ref(), Some(&d));
+        assert_eq!(r.reference(), d.to_string());
+        assert_eq!(reg("localhost/app").registry, "localhost");
+        assert_eq!(reg("ghcr.io/o/r/deep:v1").repository, "o/r/deep");
+        assert_eq!(reg("[::1]:5000/app").registry, "[::1]:5000");
+    }
+
+    #[test]
+    fn layouts() {
+        let l = match "oci:/tmp/out:v1".parse::<ImageRef>().unwrap() {
+            ImageRef::Layout(l) => l,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(l.path, PathBuf::from("/tmp/out"));
+        assert_eq!(l.tag.as_deref(), Some("v1"));
+        let l = match "oci:dir".parse::<ImageRef>().unwrap() {
+            ImageRef::Layout(l) => l,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!((l.path, l.tag), (PathBuf::from("dir"), None));
+    }
+
+    #[test]
+    fn rejects_bad_references() {
+        for bad in [
+            "",
+            "UPPER",
+            "app:",
+            "app:-bad",
+            "app@sha256:123",
+            "reg.io/",
+            "reg.io/a//b",
+            "a/b_-c",
+            "reg..io/app",
+            "oci:",
+            &format!("app:{}", "t".repeat(129)),
+        ] {
+            let e = bad.parse::<ImageRef>().expect_err(bad);
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+}

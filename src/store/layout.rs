@@ -1,0 +1,1 @@
+//! OCI layout directories as a store.

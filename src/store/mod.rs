@@ -1,0 +1,118 @@
+//! The storage abstraction every backend (registry, OCI layout) implements; the copy engine sees only this.
+//!
+//! Contracts:
+//! - Manifests travel as [`RawManifest`]: exact bytes, never re-serialised.
+//! - `put_blob` verifies what it stores: the bytes it received must hash to the descriptor's digest
+//!   and size, or it fails with [`Error::DigestMismatch`] and commits nothing.
+//! - `put_manifest` is only called once every blob and child manifest it names is present.
+//! - Retries happen inside a backend; errors that reach the caller are final.
+
+pub mod layout;
+pub mod registry;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::manifest::{Descriptor, RawManifest};
+
+/// A blob's bytes as they arrive.
+pub type BlobStream = BoxStream<'static, Result<Bytes>>;
+
+/// What a manifest is asked for by: a tag or a digest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    Tag(String),
+    Digest(Digest),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tag(t) => f.write_str(t),
+            Target::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
+/// Something that can (re)open a blob's bytes from an offset; lets an upload resume.
+#[async_trait]
+pub trait BlobSource: Send + Sync {
+    /// The bytes from `offset` to the end. A source that cannot seek may fail for `offset > 0`.
+    async fn open(&self, offset: u64) -> Result<BlobStream>;
+}
+
+/// Where a registry-backed store lives, so the copy engine can choose a cross-repository mount.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RepoLocation {
+    /// API host[:port].
+    pub registry: String,
+    pub repository: String,
+}
+
+/// How a blob reached the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// Already present; nothing sent.
+    Skipped,
+    /// Cross-repository mount; no bytes sent.
+    Mounted,
+    /// Streamed; this many bytes went over the wire to the destination.
+    Copied(u64),
+}
+
+/// One repository of a registry, or one OCI layout directory.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Human-readable location for messages (`host/repo`, `oci:/path`).
+    fn location(&self) -> String;
+
+    /// The registry repository behind this store; `None` for local stores.
+    fn repo_location(&self) -> Option<RepoLocation> {
+        None
+    }
+
+    /// The descriptor (digest, media type, size) a tag or digest resolves to, or `None` when
+    /// absent. Cheap: a HEAD on registries.
+    async fn resolve(&self, target: &Target) -> Result<Option<Descriptor>>;
+
+    /// Fetches a manifest. The store verifies the digest when `target` is a digest.
+    async fn get_manifest(&self, target: &Target) -> Result<RawManifest>;
+
+    /// Stores a manifest by digest, then points each of `tags` at it.
+    async fn put_manifest(&self, manifest: &RawManifest, tags: &[String]) -> Result<()>;
+
+    /// Whether the blob is present.
+    async fn has_blob(&self, desc: &Descriptor) -> Result<bool>;
+
+    /// Reads a blob from `offset`. Bytes are not verified here; the receiving side verifies.
+    async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream>;
+
+    /// Stores a blob read from `source`, verifying digest and size while it streams.
+    /// Returns the number of bytes sent.
+    async fn put_blob(&self, desc: &Descriptor, source: &dyn BlobSource) -> Result<u64>;
+
+    /// Mounts a blob from another repository of the same registry. `Ok(false)` means "not mounted,
+    /// upload instead" (never fatal).
+    async fn mount_blob(&self, _desc: &Descriptor, _from_repository: &str) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// The tags of this repository or layout.
+    async fn list_tags(&self) -> Result<Vec<String>>;
+}
+
+/// A [`BlobSource`] reading one blob from a store.
+pub struct StoreBlob<'a> {
+    pub store: &'a dyn Store,
+    pub desc: &'a Descriptor,
+}
+
+#[async_trait]
+impl BlobSource for StoreBlob<'_> {
+    async fn open(&self, offset: u64) -> Result<BlobStream> {
+        self.store.open_blob(self.desc, offset).await
+    }
+}

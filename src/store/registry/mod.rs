@@ -1,0 +1,1 @@
+//! Registries as a store: HTTP client, auth, uploads, retries.

@@ -1,0 +1,4 @@
+//! Test support: real registries, a token server, a fault-injecting server, and image fixtures.
+#![allow(dead_code)]
+
+pub mod registry;
