@@ -1,0 +1,126 @@
+//! `ferry copy SRC DST`: one image (all platforms by default) with its tags.
+
+use std::sync::Arc;
+
+use clap::Args;
+
+use ferry::copy::{CopyOptions, CopyReport, Copier, Selection};
+use ferry::manifest::Platform;
+use ferry::reference::is_valid_tag;
+use ferry::store::Target;
+use ferry::{Error, Result};
+
+use super::endpoints::{parse_ref, Side, TransportArgs};
+use super::progress::{human_bytes, reporter, short, Verbosity};
+
+const EXAMPLES: &str = "\
+Examples:
+  ferry copy registry.example.com/team/api:feature-x prod.example.com/team/api:1.4.2 --tag latest
+  ferry copy docker://alpine:3.20 oci:./mirror:3.20          # registry -> OCI layout
+  ferry copy oci:./mirror:3.20 127.0.0.1:5000/alpine:3.20     # OCI layout -> registry
+  ferry copy --platform linux/amd64 --platform linux/arm64 src.io/app:1 dst.io/app:1
+
+References: [registry[:port]/]repo[:tag][@sha256:...] (docker:// prefix accepted; unqualified
+names are Docker Hub), or oci:PATH[:TAG] for an OCI image layout directory. A destination
+without tag is tagged `latest`; one with only a digest is pushed by digest, untagged.
+
+Platforms: without --platform every platform of an index is copied and the index keeps its
+digest. With --platform, one matching platform copies that platform's own manifest (its digest
+is kept; the destination is a single-platform image); several make a new index naming only
+them (a new digest, printed in the result).";
+
+#[derive(Args)]
+#[command(after_help = EXAMPLES)]
+pub struct CopyArgs {
+    /// Source image reference.
+    pub source: String,
+    /// Destination image reference.
+    pub destination: String,
+    /// Extra tag to point at the copied image (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Copy only this platform of a multi-platform index, OS/ARCH[/VARIANT] (repeatable).
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
+    pub platforms: Vec<Platform>,
+    /// Copy every platform (the default; accepted for skopeo compatibility).
+    #[arg(long, conflicts_with = "platforms")]
+    pub all: bool,
+    /// Blob transfers in flight at once.
+    #[arg(short, long, value_name = "N", default_value_t = 8)]
+    pub jobs: usize,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+pub async fn run(args: CopyArgs) -> Result<()> {
+    let src_ref = parse_ref(&args.source)?;
+    let dst_ref = parse_ref(&args.destination)?;
+    if let Some(bad) = args.tags.iter().find(|t| !is_valid_tag(t)) {
+        return Err(Error::Invalid(format!("--tag {bad:?} is not a valid tag")));
+    }
+    let (src, target) = args.transport.open(&src_ref, Side::Source)?;
+    let (dst, dst_target) = args.transport.open(&dst_ref, Side::Destination)?;
+    let mut tags = Vec::new();
+    if let Target::Tag(t) = &dst_target {
+        tags.push(t.clone());
+    }
+    tags.extend(args.tags.iter().filter(|t| !tags.contains(t)).cloned().collect::<Vec<_>>());
+    let verbosity = if args.quiet || args.json { Verbosity::Quiet } else { Verbosity::Normal };
+    let copier = Copier::new(reporter(verbosity));
+    let opts = CopyOptions { platforms: args.platforms.clone(), jobs: args.jobs.max(1) };
+    let prepared = copier.prepare(src.as_ref(), &target, dst.as_ref(), &tags, &opts).await?;
+    if let Target::Digest(want) = &dst_target {
+        if want != &prepared.root.digest {
+            return Err(Error::Invalid(format!(
+                "destination names digest {want} but the copied image is {}",
+                prepared.root.digest
+            )));
+        }
+    }
+    let report = copier.tag(dst.as_ref(), prepared, &tags).await?;
+    print_report(&report, args.json, args.quiet);
+    Ok(())
+}
+
+fn print_report(r: &CopyReport, json: bool, quiet: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).expect("report serialises"));
+        return;
+    }
+    if quiet {
+        return;
+    }
+    let what = match r.selection {
+        Selection::Unchanged => "",
+        Selection::SingleManifest => " (one platform selected: single-platform manifest, digest kept)",
+        Selection::SubsetIndex => " (platform subset: NEW index digest)",
+    };
+    if r.unchanged {
+        println!("{} already at {} {}: nothing to do", r.destination, short(&r.destination_digest), r.tags.join(","));
+        return;
+    }
+    println!("copied {} -> {}{what}", r.source, r.destination);
+    println!("  source digest:      {}", r.source_digest);
+    println!("  destination digest: {}", r.destination_digest);
+    if !r.tags.is_empty() {
+        println!("  tags:               {}", r.tags.join(", "));
+    }
+    let b = &r.blobs;
+    println!(
+        "  blobs: {} copied ({}), {} mounted, {} already present; manifests: {} pushed, {} present; {:.2}s",
+        b.copied,
+        human_bytes(b.bytes_copied),
+        b.mounted,
+        b.skipped,
+        r.manifests_pushed,
+        r.manifests_present,
+        r.seconds
+    );
+}
+

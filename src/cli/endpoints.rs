@@ -1,0 +1,109 @@
+//! Turns references and transport flags into stores: registry clients per side, OCI layouts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use ferry::creds::{Chain, CredentialSource, DockerConfig, StaticCredentials};
+use ferry::reference::ImageRef;
+use ferry::store::layout::LayoutStore;
+use ferry::store::registry::{RegistryClient, RegistryOptions, RetryPolicy, RegistryStore};
+use ferry::store::{Store, Target};
+use ferry::{Error, Result};
+
+/// Flags that decide how to reach registries, per side.
+#[derive(Args, Clone, Debug)]
+pub struct TransportArgs {
+    /// Source credentials as USER:PASSWORD (else docker config.json / REGISTRY_AUTH_FILE).
+    #[arg(long, value_name = "USER:PASS", env = "FERRY_SRC_CREDS", hide_env_values = true)]
+    pub src_creds: Option<String>,
+    /// Destination credentials as USER:PASSWORD (else docker config.json / REGISTRY_AUTH_FILE).
+    #[arg(long, value_name = "USER:PASS", env = "FERRY_DEST_CREDS", hide_env_values = true)]
+    pub dest_creds: Option<String>,
+    /// Credentials file in docker config.json format, instead of the default lookup.
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<PathBuf>,
+    /// Verify the source registry's TLS certificate (--src-tls-verify=false to skip).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub src_tls_verify: bool,
+    /// Verify the destination registry's TLS certificate (--dest-tls-verify=false to skip).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dest_tls_verify: bool,
+    /// Talk plain HTTP to the source registry (automatic for localhost and 127.0.0.1).
+    #[arg(long)]
+    pub src_plain_http: bool,
+    /// Talk plain HTTP to the destination registry (automatic for localhost and 127.0.0.1).
+    #[arg(long)]
+    pub dest_plain_http: bool,
+    /// Extra CA certificate (PEM) trusted for both sides.
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+    /// Attempts per request for retryable failures (408, 429, 5xx, dropped connections).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+}
+
+/// Which end of a copy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+impl TransportArgs {
+    fn options(&self, side: Side) -> Result<RegistryOptions> {
+        let (creds, tls_verify, plain) = match side {
+            Side::Source => (&self.src_creds, self.src_tls_verify, self.src_plain_http),
+            Side::Destination => (&self.dest_creds, self.dest_tls_verify, self.dest_plain_http),
+        };
+        let config = match &self.authfile {
+            Some(p) => DockerConfig::from_path(p)?,
+            None => DockerConfig::load()?,
+        };
+        let credentials: Arc<dyn CredentialSource> = match creds {
+            Some(c) => Arc::new(Chain::new(vec![Arc::new(StaticCredentials::parse(c)?), Arc::new(config)])),
+            None => Arc::new(config),
+        };
+        Ok(RegistryOptions {
+            tls_verify,
+            plain_http: if plain { Some(true) } else { None },
+            ca_file: self.ca_file.clone(),
+            credentials,
+            retry: RetryPolicy { max_attempts: self.retries.max(1), ..RetryPolicy::default() },
+            ..RegistryOptions::default()
+        })
+    }
+
+    /// Opens the store behind a reference and the manifest target it names.
+    pub fn open(&self, r: &ImageRef, side: Side) -> Result<(Arc<dyn Store>, Target)> {
+        match r {
+            ImageRef::Registry(rr) => {
+                let client = RegistryClient::new(&rr.registry, self.options(side)?)?;
+                let target = target_of(rr.digest.as_ref(), rr.tag.as_deref());
+                Ok((Arc::new(RegistryStore::new(client, &rr.repository)), target))
+            }
+            ImageRef::Layout(l) => {
+                let store = match side {
+                    Side::Source => LayoutStore::open(&l.path)?,
+                    Side::Destination => LayoutStore::create(&l.path)?,
+                };
+                Ok((Arc::new(store), target_of(l.digest.as_ref(), l.tag.as_deref())))
+            }
+        }
+    }
+}
+
+/// The digest wins over the tag; neither means `latest`.
+fn target_of(digest: Option<&ferry::Digest>, tag: Option<&str>) -> Target {
+    match (digest, tag) {
+        (Some(d), _) => Target::Digest(d.clone()),
+        (None, Some(t)) => Target::Tag(t.to_string()),
+        (None, None) => Target::Tag("latest".into()),
+    }
+}
+
+/// Parses a reference given on the command line.
+pub fn parse_ref(s: &str) -> Result<ImageRef> {
+    s.parse::<ImageRef>().map_err(Error::from)
+}

@@ -1,0 +1,69 @@
+//! Command-line interface: clap arguments → resolved settings → library calls; exit codes.
+
+mod copy;
+mod endpoints;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+use ferry::Error;
+
+/// Exit codes (documented in `ferry --help` and the README).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const AUTH: u8 = 3;
+    pub const NOT_FOUND: u8 = 4;
+    pub const VERIFY: u8 = 5;
+    pub const UNEXPECTED_DIGEST: u8 = 6;
+    pub const REFUSED: u8 = 7;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  failure (network, registry error, I/O)
+  2  bad input: invalid reference, flag, credentials file or plan
+  3  authentication failed
+  4  source image not found
+  5  verification failed: bytes did not match their digest
+  6  the source is not the --expect-digest digest (nothing written)
+  7  a tag guard refused to move an existing tag (nothing written)";
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "Copy OCI/Docker images between registries and OCI layouts, without a daemon", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// More logging on stderr (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    Copy(copy::CopyArgs),
+}
+
+impl Cli {
+    pub async fn run(self) -> Result<(), Error> {
+        match self.command {
+            Command::Copy(args) => copy::run(args).await,
+        }
+    }
+}
+
+/// Maps an error to the documented exit code.
+pub fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::Reference(_) | Error::Digest(_) | Error::Credentials { .. } | Error::Invalid(_) => exit::USAGE,
+        Error::Auth { .. } => exit::AUTH,
+        Error::Registry { status: 401 | 403, .. } => exit::AUTH,
+        Error::NotFound { .. } | Error::Registry { status: 404, .. } => exit::NOT_FOUND,
+        Error::DigestMismatch { .. } => exit::VERIFY,
+        Error::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,
+        Error::Many(errors) => errors.first().map(exit_code).unwrap_or(exit::FAILED),
+        _ => exit::FAILED,
+    }
+}

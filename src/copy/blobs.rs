@@ -1,0 +1,123 @@
+//! The blob path: already there → cross-repository mount → stream, with one transfer per digest.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::manifest::Descriptor;
+use crate::progress::Reporter;
+use crate::store::{BlobOutcome, BlobSource, BlobStream, RepoLocation, Store};
+
+/// Remembers which registry repositories are known to hold a blob, so a later copy to the same
+/// registry can mount instead of sending the bytes again, and serialises transfers of one digest
+/// to one destination so the same bytes never cross twice at once.
+#[derive(Default)]
+pub struct BlobLedger {
+    known: Mutex<HashMap<Digest, Vec<RepoLocation>>>,
+    inflight: Mutex<HashMap<(String, Digest), Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl BlobLedger {
+    /// Records that `loc` holds `digest`.
+    pub fn record(&self, digest: &Digest, loc: RepoLocation) {
+        let mut known = self.known.lock().unwrap();
+        let locs = known.entry(digest.clone()).or_default();
+        if !locs.contains(&loc) {
+            locs.push(loc);
+        }
+    }
+
+    /// A repository of `registry` other than `not` that is known to hold `digest`.
+    pub fn mount_source(&self, digest: &Digest, registry: &str, not: &str) -> Option<String> {
+        let known = self.known.lock().unwrap();
+        known
+            .get(digest)?
+            .iter()
+            .find(|l| l.registry == registry && l.repository != not)
+            .map(|l| l.repository.clone())
+    }
+
+    fn lock_for(&self, dst: &str, digest: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.inflight.lock().unwrap();
+        map.entry((dst.to_string(), digest.clone())).or_default().clone()
+    }
+}
+
+/// Copies one blob by the cheapest path and says which path it took.
+pub async fn copy_blob(
+    src: &dyn Store,
+    dst: &dyn Store,
+    desc: &Descriptor,
+    ledger: &BlobLedger,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<BlobOutcome> {
+    let lock = ledger.lock_for(&dst.location(), &desc.digest);
+    let _guard = lock.lock().await;
+    let src_loc = src.repo_location();
+    let dst_loc = dst.repo_location();
+    if let Some(l) = &src_loc {
+        ledger.record(&desc.digest, l.clone());
+    }
+    let outcome = transfer(src, dst, desc, ledger, reporter, src_loc.as_ref(), dst_loc.as_ref()).await?;
+    if let Some(l) = dst_loc {
+        ledger.record(&desc.digest, l);
+    }
+    reporter.blob_done(&desc.digest, desc.size, outcome);
+    Ok(outcome)
+}
+
+async fn transfer(
+    src: &dyn Store,
+    dst: &dyn Store,
+    desc: &Descriptor,
+    ledger: &BlobLedger,
+    reporter: &Arc<dyn Reporter>,
+    src_loc: Option<&RepoLocation>,
+    dst_loc: Option<&RepoLocation>,
+) -> Result<BlobOutcome> {
+    if dst.has_blob(desc).await? {
+        return Ok(BlobOutcome::Skipped);
+    }
+    if let Some(d) = dst_loc {
+        let from = match src_loc {
+            Some(s) if s.registry == d.registry && s.repository != d.repository => Some(s.repository.clone()),
+            _ => ledger.mount_source(&desc.digest, &d.registry, &d.repository),
+        };
+        if let Some(from) = from {
+            if dst.mount_blob(desc, &from).await? {
+                return Ok(BlobOutcome::Mounted);
+            }
+        }
+    }
+    reporter.blob_started(&desc.digest, desc.size);
+    let source = Counted { store: src, desc, reporter: reporter.clone() };
+    let sent = dst.put_blob(desc, &source).await?;
+    Ok(BlobOutcome::Copied(sent))
+}
+
+/// A blob source that reports bytes to the reporter as they are read.
+struct Counted<'a> {
+    store: &'a dyn Store,
+    desc: &'a Descriptor,
+    reporter: Arc<dyn Reporter>,
+}
+
+#[async_trait]
+impl BlobSource for Counted<'_> {
+    async fn open(&self, offset: u64) -> Result<BlobStream> {
+        let stream = self.store.open_blob(self.desc, offset).await?;
+        let digest = self.desc.digest.clone();
+        let reporter = self.reporter.clone();
+        Ok(stream
+            .inspect(move |chunk| {
+                if let Ok(b) = chunk {
+                    reporter.blob_progress(&digest, b.len() as u64);
+                }
+            })
+            .boxed())
+    }
+}

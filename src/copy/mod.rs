@@ -1,0 +1,216 @@
+//! The copy engine: a graph walk that pushes blobs, then child manifests, then the root, then tags.
+//!
+//! Ordering contract: a tag is written only after every blob and manifest it names is present at
+//! the destination (verified by the destination store while streaming, or by a HEAD).
+
+mod blobs;
+mod graph;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+pub use blobs::{copy_blob, BlobLedger};
+pub use graph::{collect, select_platforms, Graph, Selection};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::{Platform, RawManifest};
+use crate::progress::Reporter;
+use crate::store::{BlobOutcome, Store, Target};
+
+/// Per-call options of a copy.
+#[derive(Clone, Debug)]
+pub struct CopyOptions {
+    /// Platforms to keep from a multi-platform index; empty keeps all (digest preserved).
+    pub platforms: Vec<Platform>,
+    /// Blob transfers in flight at once.
+    pub jobs: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions { platforms: Vec::new(), jobs: 8 }
+    }
+}
+
+/// Counts of what happened to blobs.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct BlobCounts {
+    pub copied: usize,
+    pub mounted: usize,
+    pub skipped: usize,
+    /// Bytes sent to the destination.
+    pub bytes_copied: u64,
+    /// Bytes that did not need to move (skipped or mounted).
+    pub bytes_avoided: u64,
+}
+
+impl BlobCounts {
+    fn add(&mut self, outcome: BlobOutcome, size: u64) {
+        match outcome {
+            BlobOutcome::Skipped => (self.skipped += 1, self.bytes_avoided += size),
+            BlobOutcome::Mounted => (self.mounted += 1, self.bytes_avoided += size),
+            BlobOutcome::Copied(n) => (self.copied += 1, self.bytes_copied += n),
+        };
+    }
+}
+
+/// The result of one copy.
+#[derive(Clone, Debug, Serialize)]
+pub struct CopyReport {
+    pub source: String,
+    pub destination: String,
+    /// Digest the source reference resolved to.
+    pub source_digest: Digest,
+    /// Digest written at the destination (differs from the source only for a subset index).
+    pub destination_digest: Digest,
+    pub media_type: String,
+    pub selection: Selection,
+    pub tags: Vec<String>,
+    pub blobs: BlobCounts,
+    pub manifests_pushed: usize,
+    pub manifests_present: usize,
+    /// True when every tag already pointed at the digest: nothing was written.
+    pub unchanged: bool,
+    pub seconds: f64,
+}
+
+/// Everything but the tags is at the destination; `tag` finishes the job.
+pub struct Prepared {
+    pub root: RawManifest,
+    pub report: CopyReport,
+}
+
+/// Copies images between stores. Holds what is shared across copies: the blob ledger (mount
+/// sources, per-digest de-duplication) and the reporter.
+pub struct Copier {
+    pub ledger: Arc<BlobLedger>,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+impl Copier {
+    pub fn new(reporter: Arc<dyn Reporter>) -> Self {
+        Copier { ledger: Arc::new(BlobLedger::default()), reporter }
+    }
+
+    /// Copies `target` from `src` to `dst` and points `tags` at it.
+    pub async fn copy(
+        &self,
+        src: &dyn Store,
+        target: &Target,
+        dst: &dyn Store,
+        tags: &[String],
+        opts: &CopyOptions,
+    ) -> Result<CopyReport> {
+        let prepared = self.prepare(src, target, dst, tags, opts).await?;
+        self.tag(dst, prepared, tags).await
+    }
+
+    /// Makes every blob and manifest of the image present at `dst` (root by digest), without
+    /// touching tags. When every tag in `tags` already points at the result, nothing is written.
+    pub async fn prepare(
+        &self,
+        src: &dyn Store,
+        target: &Target,
+        dst: &dyn Store,
+        tags: &[String],
+        opts: &CopyOptions,
+    ) -> Result<Prepared> {
+        let started = Instant::now();
+        let source = src.get_manifest(target).await?;
+        let source_digest = source.digest.clone();
+        let (root, selection) = select_platforms(src, source, &opts.platforms).await?;
+        let mut report = CopyReport {
+            source: format!("{}:{target}", src.location()),
+            destination: dst.location(),
+            source_digest,
+            destination_digest: root.digest.clone(),
+            media_type: root.media_type.clone(),
+            selection,
+            tags: tags.to_vec(),
+            blobs: BlobCounts::default(),
+            manifests_pushed: 0,
+            manifests_present: 0,
+            unchanged: false,
+            seconds: 0.0,
+        };
+        if self.all_tags_current(dst, &root.digest, tags).await? {
+            report.unchanged = true;
+            report.manifests_present = 1;
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(Prepared { root, report });
+        }
+        let graph = collect(src, &root, opts.jobs).await?;
+        report.blobs = self.copy_blobs(src, dst, &graph, opts.jobs).await?;
+        for m in graph.manifests.iter().chain(std::iter::once(&root)) {
+            if self.push_manifest(dst, m).await? {
+                report.manifests_pushed += 1;
+            } else {
+                report.manifests_present += 1;
+            }
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(Prepared { root, report })
+    }
+
+    /// Points `tags` at a prepared root.
+    pub async fn tag(&self, dst: &dyn Store, prepared: Prepared, tags: &[String]) -> Result<CopyReport> {
+        let Prepared { root, mut report } = prepared;
+        let started = Instant::now();
+        if !report.unchanged && !tags.is_empty() {
+            dst.put_manifest(&root, tags).await?;
+            for t in tags {
+                self.reporter.tagged(&dst.location(), t, &root.digest);
+            }
+        }
+        report.seconds += started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    async fn all_tags_current(&self, dst: &dyn Store, digest: &Digest, tags: &[String]) -> Result<bool> {
+        if tags.is_empty() {
+            return Ok(dst.resolve(&Target::Digest(digest.clone())).await?.is_some());
+        }
+        for t in tags {
+            match dst.resolve(&Target::Tag(t.clone())).await? {
+                Some(d) if &d.digest == digest => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    async fn copy_blobs(&self, src: &dyn Store, dst: &dyn Store, graph: &Graph, jobs: usize) -> Result<BlobCounts> {
+        let results: Vec<(u64, Result<BlobOutcome>)> = futures::stream::iter(&graph.blobs)
+            .map(|d| async move { (d.size, copy_blob(src, dst, d, &self.ledger, &self.reporter).await) })
+            .buffer_unordered(jobs.max(1))
+            .collect()
+            .await;
+        let mut counts = BlobCounts::default();
+        let mut errors = Vec::new();
+        for (size, r) in results {
+            match r {
+                Ok(outcome) => counts.add(outcome, size),
+                Err(e) => errors.push(e),
+            }
+        }
+        match errors.len() {
+            0 => Ok(counts),
+            1 => Err(errors.pop().unwrap()),
+            _ => Err(Error::Many(errors)),
+        }
+    }
+
+    /// Pushes a manifest by digest unless present; true when it was pushed.
+    async fn push_manifest(&self, dst: &dyn Store, m: &RawManifest) -> Result<bool> {
+        let present = dst.resolve(&Target::Digest(m.digest.clone())).await?.is_some();
+        if !present {
+            dst.put_manifest(m, &[]).await?;
+        }
+        self.reporter.manifest_done(&m.digest, &m.media_type, present);
+        Ok(!present)
+    }
+}
