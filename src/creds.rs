@@ -11,7 +11,11 @@ pub struct Credential {
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credential {{ username: {:?}, secret: <redacted> }}", self.username)
+        write!(
+            f,
+            "Credential {{ username: {:?}, secret: <redacted> }}",
+            self.username
+        )
     }
 }
 

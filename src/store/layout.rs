@@ -1,1 +1,319 @@
-//! OCI layout directories as a store.
+//! OCI image layout directories as a store: `oci-layout`, `index.json` (tags), `blobs/sha256/<hex>`.
+//!
+//! Tags are `index.json` entries annotated `org.opencontainers.image.ref.name`. Blobs are written
+//! to a temp file beside the blobs, verified while they stream, then renamed into place, so a blob
+//! file is either complete and correct or absent. `index.json` is replaced atomically, and
+//! concurrent `put_manifest` calls on one `LayoutStore` are serialised so no update is lost (other
+//! processes or other `LayoutStore`s on the same directory are not coordinated with).
+
+mod blobs;
+mod index;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use self::blobs::Blobs;
+use self::index::{layout_err, write_atomic, IndexFile};
+use crate::digest::Digest;
+use crate::error::{Error, Op, Result};
+use crate::manifest::{Children, Descriptor, ManifestError, RawManifest, MAX_MANIFEST_BYTES};
+use crate::store::{BlobSource, BlobStream, Store, Target};
+
+pub use self::index::REF_NAME;
+
+const LAYOUT_FILE: &str = "oci-layout";
+const INDEX_FILE: &str = "index.json";
+const LAYOUT_VERSION: &str = "1.0.0";
+
+/// An OCI image layout directory.
+pub struct LayoutStore {
+    root: PathBuf,
+    blobs: Blobs,
+    /// Held across each read-modify-write of `index.json`.
+    index_lock: tokio::sync::Mutex<()>,
+}
+
+impl LayoutStore {
+    /// Opens an existing layout. Fails, naming the path and what is missing or malformed, when
+    /// `path` is not a directory holding a valid `oci-layout` and `index.json`.
+    pub fn open(path: &Path) -> Result<Self> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(not_a_layout(path, "is not a directory")),
+            Err(e) => return Err(not_a_layout(path, &e.to_string())),
+        }
+        check_layout_file(path)?;
+        read_index_sync(path)?;
+        Ok(Self::at(path))
+    }
+
+    /// Opens a layout for writing, creating the directory, `oci-layout`, an empty `index.json`
+    /// and `blobs/sha256/` as needed. Existing content is kept (and must be valid).
+    pub fn create(path: &Path) -> Result<Self> {
+        let werr = |p: &Path, e: std::io::Error| layout_err(Op::WriteLayout, p, e.to_string());
+        let blobs = path.join("blobs").join("sha256");
+        std::fs::create_dir_all(&blobs).map_err(|e| werr(&blobs, e))?;
+        let layout_file = path.join(LAYOUT_FILE);
+        if layout_file.exists() {
+            check_layout_file(path)?;
+        } else {
+            let body = format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}");
+            std::fs::write(&layout_file, body).map_err(|e| werr(&layout_file, e))?;
+        }
+        let index_file = path.join(INDEX_FILE);
+        if index_file.exists() {
+            read_index_sync(path)?;
+        } else {
+            let tmp = index_file.with_extension("json.new");
+            std::fs::write(&tmp, IndexFile::empty().to_bytes()).map_err(|e| werr(&tmp, e))?;
+            std::fs::rename(&tmp, &index_file).map_err(|e| werr(&index_file, e))?;
+        }
+        Ok(Self::at(path))
+    }
+
+    fn at(path: &Path) -> Self {
+        let location = format!("oci:{}", path.display());
+        LayoutStore {
+            root: path.to_path_buf(),
+            blobs: Blobs::new(path, location),
+            index_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The layout directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    async fn read_index(&self) -> Result<IndexFile> {
+        let path = self.root.join(INDEX_FILE);
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| layout_err(Op::ReadLayout, &path, e.to_string()))?;
+        IndexFile::parse(&bytes, &path)
+    }
+
+    fn not_found(&self, what: String) -> Error {
+        Error::NotFound {
+            what,
+            location: self.location(),
+        }
+    }
+
+    /// Reads and verifies the manifest blob `digest`; the media type comes from `known` when it
+    /// names one, else from the body. `Ok(None)` when there is no such blob.
+    async fn load_manifest(
+        &self,
+        digest: &Digest,
+        known: Option<&Descriptor>,
+    ) -> Result<Option<RawManifest>> {
+        let Some(bytes) = self.blobs.read_manifest(digest, MAX_MANIFEST_BYTES).await? else {
+            return Ok(None);
+        };
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(Error::DigestMismatch {
+                location: self.location(),
+                expected: digest.clone(),
+                expected_size: known.map_or(bytes.len() as u64, |d| d.size),
+                actual,
+                actual_size: bytes.len() as u64,
+            });
+        }
+        let media_type = known
+            .map(|d| d.media_type.as_str())
+            .filter(|m| !m.is_empty());
+        if media_type.is_none() && !looks_like_manifest(&bytes) {
+            let reason = "the blob is not a manifest (no schemaVersion 2 with config or manifests)";
+            return Err(ManifestError {
+                digest: digest.clone(),
+                reason: reason.into(),
+            }
+            .into());
+        }
+        Ok(Some(RawManifest::new(bytes.into(), media_type)?))
+    }
+
+    /// Whether `digest` is named by an `index.json` entry or by an index that an entry names.
+    async fn is_referenced(&self, idx: &IndexFile, digest: &Digest) -> Result<bool> {
+        if idx.find_digest(digest).is_some() {
+            return Ok(true);
+        }
+        for entry in idx.entries() {
+            if !crate::manifest::is_index(&entry.desc.media_type) {
+                continue;
+            }
+            if let Some(m) = self
+                .load_manifest(&entry.desc.digest, Some(&entry.desc))
+                .await?
+            {
+                if child_digests(&m).contains(digest) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// An index's child manifest digests; empty for anything else (or a malformed index).
+fn child_digests(m: &RawManifest) -> Vec<Digest> {
+    match m.children() {
+        Ok(Children::Index { manifests }) => manifests.into_iter().map(|d| d.digest).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a blob (whose type is not otherwise known) is an image manifest or index.
+fn looks_like_manifest(bytes: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return false;
+    };
+    v["schemaVersion"] == 2 && (v["config"].is_object() || v["manifests"].is_array())
+}
+
+fn not_a_layout(path: &Path, why: &str) -> Error {
+    layout_err(
+        Op::ReadLayout,
+        path,
+        format!("not an OCI image layout: {why}"),
+    )
+}
+
+fn check_layout_file(root: &Path) -> Result<()> {
+    let path = root.join(LAYOUT_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        let why = format!("cannot read {LAYOUT_FILE} ({e}); an OCI image layout has one");
+        layout_err(Op::ReadLayout, &path, why)
+    })?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| layout_err(Op::ReadLayout, &path, format!("malformed JSON: {e}")))?;
+    match doc["imageLayoutVersion"].as_str() {
+        Some(LAYOUT_VERSION) => Ok(()),
+        Some(v) => {
+            tracing::warn!(path = %path.display(), version = v, "unexpected imageLayoutVersion");
+            Ok(())
+        }
+        None => Err(layout_err(
+            Op::ReadLayout,
+            &path,
+            "no \"imageLayoutVersion\" string",
+        )),
+    }
+}
+
+fn read_index_sync(root: &Path) -> Result<IndexFile> {
+    let path = root.join(INDEX_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        let why = format!("cannot read {INDEX_FILE} ({e}); an OCI image layout has one");
+        layout_err(Op::ReadLayout, &path, why)
+    })?;
+    IndexFile::parse(&bytes, &path)
+}
+
+#[async_trait]
+impl Store for LayoutStore {
+    fn location(&self) -> String {
+        format!("oci:{}", self.root.display())
+    }
+
+    async fn resolve(&self, target: &Target) -> Result<Option<Descriptor>> {
+        let idx = self.read_index().await?;
+        let (digest, known) = match target {
+            Target::Tag(t) => match idx.find_tag(t) {
+                Some(d) => (d.digest.clone(), d.clone()),
+                None => return Ok(None),
+            },
+            Target::Digest(d) => match idx.find_digest(d) {
+                Some(desc) => (d.clone(), desc.clone()),
+                None => return self.resolve_blob(d).await,
+            },
+        };
+        if !known.media_type.is_empty() {
+            return Ok(Some(known));
+        }
+        let m = self.load_manifest(&digest, None).await?;
+        Ok(m.map(|m| m.descriptor()))
+    }
+
+    async fn get_manifest(&self, target: &Target) -> Result<RawManifest> {
+        let idx = self.read_index().await?;
+        let (digest, known) = match target {
+            Target::Tag(t) => {
+                let d = idx
+                    .find_tag(t)
+                    .ok_or_else(|| self.not_found(format!("tag {t}")))?;
+                (d.digest.clone(), Some(d.clone()))
+            }
+            Target::Digest(d) => (d.clone(), idx.find_digest(d).cloned()),
+        };
+        self.load_manifest(&digest, known.as_ref())
+            .await?
+            .ok_or_else(|| self.not_found(format!("manifest {digest}")))
+    }
+
+    async fn put_manifest(&self, manifest: &RawManifest, tags: &[String]) -> Result<()> {
+        let desc = manifest.descriptor();
+        if self.blobs.size(&desc.digest).await? != Some(desc.size) {
+            self.blobs
+                .write_bytes(&desc, manifest.bytes.clone())
+                .await?;
+        }
+        let children = child_digests(manifest);
+        let _guard = self.index_lock.lock().await;
+        let mut idx = self.read_index().await?;
+        let before = idx.to_bytes();
+        if tags.is_empty() {
+            if !self.is_referenced(&idx, &desc.digest).await? {
+                idx.add_untagged(&desc);
+            }
+        } else {
+            for tag in tags {
+                idx.set_tag(&desc, tag);
+            }
+        }
+        // Children pushed before this index no longer need entries of their own.
+        idx.drop_untagged(&children);
+        let after = idx.to_bytes();
+        if after != before {
+            write_atomic(self.root.join(INDEX_FILE), after).await?;
+        }
+        tracing::debug!(location = %self.location(), digest = %desc.digest, ?tags, "manifest stored");
+        Ok(())
+    }
+
+    async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
+        Ok(self.blobs.size(&desc.digest).await? == Some(desc.size))
+    }
+
+    async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
+        self.blobs.open(&desc.digest, offset).await
+    }
+
+    async fn put_blob(&self, desc: &Descriptor, source: &dyn BlobSource) -> Result<u64> {
+        let stream = source.open(0).await?;
+        let n = self.blobs.write(desc, stream).await?;
+        tracing::debug!(location = %self.location(), digest = %desc.digest, bytes = n, "blob stored");
+        Ok(n)
+    }
+
+    async fn list_tags(&self) -> Result<Vec<String>> {
+        Ok(self.read_index().await?.tags())
+    }
+}
+
+impl LayoutStore {
+    /// `resolve` of a digest that no `index.json` entry names: a manifest blob, if it is one.
+    async fn resolve_blob(&self, digest: &Digest) -> Result<Option<Descriptor>> {
+        match self.blobs.size(digest).await? {
+            Some(size) if size <= MAX_MANIFEST_BYTES as u64 => {}
+            _ => return Ok(None),
+        }
+        match self.load_manifest(digest, None).await {
+            Ok(m) => Ok(m.map(|m| m.descriptor())),
+            Err(Error::Manifest(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
