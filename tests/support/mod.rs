@@ -1,5 +1,6 @@
 //! Test support: real registries, a token server, a fault-injecting server, and image fixtures.
 #![allow(dead_code)]
 
+pub mod fault_server;
 pub mod fixtures;
 pub mod registry;
