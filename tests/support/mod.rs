@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod registry;
+pub mod token_server;
