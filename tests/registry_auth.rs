@@ -263,3 +263,39 @@ async fn tokens_are_refreshed_when_they_expire() {
     );
     assert_eq!(tokens.requests().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_tokens_use_the_oauth2_refresh_grant() {
+    let mut cfg = users();
+    cfg.refresh_tokens
+        .insert("rt-alice-123".into(), "alice".into());
+    let TokenSetup { tokens, reg } = token_registry(cfg);
+    let alice = client(&reg.addr, creds(&reg, "<token>", "rt-alice-123"));
+    let s = store(&alice, "alice/oauth");
+    let m = push_image(&s, manifest::OCI_MANIFEST, 8).await;
+    assert_eq!(
+        s.get_manifest(&Target::Digest(m.digest.clone()))
+            .await
+            .unwrap()
+            .bytes,
+        m.bytes
+    );
+    let asked = tokens.requests();
+    assert!(!asked.is_empty());
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.oauth && r.user.as_deref() == Some("alice") && r.status == 200),
+        "{asked:?}"
+    );
+    assert_eq!(asked[0].scopes, vec!["repository:alice/oauth:pull,push"]);
+
+    let stale = client(&reg.addr, creds(&reg, "<token>", "rt-revoked-999"));
+    let e = store(&stale, "alice/oauth").list_tags().await.unwrap_err();
+    let msg = format!("{e} {e:?}");
+    assert!(
+        matches!(e, Error::Auth { .. }) && msg.contains("identity token"),
+        "{msg}"
+    );
+    assert!(!msg.contains("rt-revoked-999"), "{msg}");
+}

@@ -38,12 +38,19 @@ async fn redirected_blob_reads_never_carry_credentials_elsewhere() {
     });
     let creds = TestCreds::new(&reg.addr.to_string(), "u", "p4ss");
     let c = client(&reg.addr.to_string(), Some(creds));
+    let logs = Logs::capture();
     let blob = MemBlob::new(data.clone());
     let s = store(&c, "a/b");
     let got = read_all(s.open_blob(&blob.descriptor(""), 0).await.unwrap())
         .await
         .unwrap();
     assert_eq!(got, data);
+    let text = logs.text();
+    assert!(text.contains("redirect"), "{text}");
+    assert!(
+        !text.contains("p4ss") && !text.contains("dTpwNHNz") && !text.contains("topsecret"),
+        "{text}"
+    );
     let to_storage = storage_log.lock().unwrap().clone();
     assert_eq!(to_storage.len(), 1);
     assert!(

@@ -3,6 +3,7 @@
 mod registry_common;
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, StreamBody};
@@ -33,6 +34,7 @@ async fn retry_after_is_honoured_for_503_and_429() {
         _ => manifest_response(&m2),
     });
     let c = client(&srv.addr.to_string(), None);
+    let logs = Logs::capture();
     let t0 = Instant::now();
     let got = store(&c, "a/b")
         .get_manifest(&Target::Tag("v1".into()))
@@ -44,6 +46,23 @@ async fn retry_after_is_honoured_for_503_and_429() {
     assert!(waited >= Duration::from_millis(1_900), "{waited:?}");
     assert_eq!(count(&log, "GET", "/manifests/v1"), 3);
     assert_eq!(c.stats().retries, 2);
+    let warned: Vec<String> = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("retrying"))
+        .map(String::from)
+        .collect();
+    assert_eq!(warned.len(), 2, "{warned:?}");
+    for w in &warned {
+        assert!(
+            w.contains(&srv.addr.to_string()) && w.contains("get manifest") && w.contains("v1"),
+            "{w}"
+        );
+    }
+    assert!(
+        warned[0].contains("HTTP 503") && warned[1].contains("HTTP 429"),
+        "{warned:?}"
+    );
 }
 
 #[tokio::test]
@@ -281,4 +300,46 @@ async fn ranges_ignored_by_the_server_and_dropped_bodies() {
         .parse()
         .unwrap();
     assert!(resumed_at > 0 && resumed_at <= 70_000, "{ranges:?}");
+}
+
+#[tokio::test]
+async fn a_failing_token_server_is_retried_once_per_request_not_per_attempt() {
+    let realm = Arc::new(std::sync::OnceLock::<String>::new());
+    let r2 = realm.clone();
+    let (srv, log) = scripted(move |req, _| {
+        if req.uri().path() == "/token" {
+            return status(503).body(full("")).unwrap();
+        }
+        let challenge = format!(
+            r#"Bearer realm="{}",service="svc",scope="repository:a/b:pull""#,
+            r2.get().unwrap()
+        );
+        status(401)
+            .header("www-authenticate", challenge)
+            .body(error_body("UNAUTHORIZED"))
+            .unwrap()
+    });
+    realm.set(srv.url("/token")).unwrap();
+    let c = client(&srv.addr.to_string(), None);
+    let e = store(&c, "a/b")
+        .get_manifest(&Target::Tag("v1".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Registry {
+                status: 503,
+                attempts: 3,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        count(&log, "GET", "/token"),
+        3,
+        "the token fetch has its own retries only"
+    );
+    assert_eq!(count(&log, "GET", "/manifests/v1"), 1);
 }

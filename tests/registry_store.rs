@@ -5,6 +5,7 @@ mod support;
 
 use ferry::error::Error;
 use ferry::manifest::{self, RawManifest};
+use ferry::store::registry::RegistryStore;
 use ferry::store::{Store, Target};
 use registry_common::*;
 use support::registry::Registry;
@@ -71,7 +72,7 @@ async fn empty_blob_uploads() {
         .is_empty());
 }
 
-async fn check_round_trip(s: &dyn Store, m: &RawManifest, tags: &[String]) {
+async fn check_round_trip(s: &RegistryStore, m: &RawManifest, tags: &[String]) {
     s.put_manifest(m, tags).await.unwrap();
     let by_digest = s
         .get_manifest(&Target::Digest(m.digest.clone()))
@@ -80,12 +81,18 @@ async fn check_round_trip(s: &dyn Store, m: &RawManifest, tags: &[String]) {
     assert_eq!(by_digest.bytes, m.bytes, "bytes kept exactly");
     assert_eq!(by_digest.media_type, m.media_type);
     assert_eq!(by_digest.digest, m.digest);
+    let gets = s.client().stats().manifest_gets;
     let d = s
         .resolve(&Target::Digest(m.digest.clone()))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(d, m.descriptor());
+    assert_eq!(
+        s.client().stats().manifest_gets,
+        gets,
+        "resolve is a HEAD only"
+    );
     for t in tags {
         let by_tag = s.get_manifest(&Target::Tag(t.clone())).await.unwrap();
         assert_eq!(by_tag.bytes, m.bytes);

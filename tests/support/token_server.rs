@@ -144,6 +144,8 @@ pub struct TokenConfig {
     pub expires_in: Option<u64>,
     /// Answer with `access_token` instead of `token`.
     pub use_access_token_field: bool,
+    /// OAuth2 refresh tokens (docker identity tokens) → user, for `POST` token requests.
+    pub refresh_tokens: HashMap<String, String>,
 }
 
 impl Default for TokenConfig {
@@ -155,6 +157,7 @@ impl Default for TokenConfig {
             anonymous: Vec::new(),
             expires_in: Some(300),
             use_access_token_field: false,
+            refresh_tokens: HashMap::new(),
         }
     }
 }
@@ -170,6 +173,8 @@ impl TokenConfig {
 /// One request the token server answered.
 #[derive(Clone, Debug)]
 pub struct TokenRequest {
+    /// `POST` with the OAuth2 refresh-token grant (else `GET` with Basic credentials).
+    pub oauth: bool,
     /// The Basic user, if credentials were sent (and whether they were right in `status`).
     pub user: Option<String>,
     pub service: Option<String>,
@@ -248,11 +253,25 @@ fn pem_der(pem: &str) -> Vec<u8> {
         .unwrap()
 }
 
-fn query(req: &Request<Bytes>) -> Vec<(String, String)> {
-    let q = req.uri().query().unwrap_or("");
-    url::form_urlencoded::parse(q.as_bytes())
-        .into_owned()
-        .collect()
+/// The query of a `GET`, or the form body of a `POST`.
+fn params(req: &Request<Bytes>) -> Vec<(String, String)> {
+    let raw = match req.method().as_str() {
+        "POST" => req.body().to_vec(),
+        _ => req.uri().query().unwrap_or("").as_bytes().to_vec(),
+    };
+    url::form_urlencoded::parse(&raw).into_owned().collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a String> {
+    params.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// The user a refresh-token grant names, if the grant is well-formed and the token known.
+fn oauth_user(cfg: &TokenConfig, params: &[(String, String)]) -> (Option<String>, bool) {
+    let user = (param(params, "grant_type").map(String::as_str) == Some("refresh_token"))
+        .then(|| param(params, "refresh_token").and_then(|t| cfg.refresh_tokens.get(t)))
+        .flatten();
+    (user.cloned(), user.is_some())
 }
 
 /// The Basic user, if any, and whether the request may go on (no credentials, or right ones).
@@ -280,7 +299,8 @@ fn answer(
     log: &Mutex<Vec<TokenRequest>>,
     req: Request<Bytes>,
 ) -> Response<Body> {
-    let q = query(&req);
+    let q = params(&req);
+    let oauth = req.method() == hyper::Method::POST;
     let scopes: Vec<String> = q
         .iter()
         .filter(|(k, _)| k == "scope")
@@ -290,8 +310,12 @@ fn answer(
         .iter()
         .find(|(k, _)| k == "service")
         .map(|(_, v)| v.clone());
-    let (user, ok) = authenticate(cfg, &req);
+    let (user, ok) = match oauth {
+        true => oauth_user(cfg, &q),
+        false => authenticate(cfg, &req),
+    };
     let mut record = TokenRequest {
+        oauth,
         user: user.clone(),
         service,
         scopes: scopes.clone(),

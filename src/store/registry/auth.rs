@@ -81,6 +81,7 @@ impl Authenticator {
     /// The username in use, for messages (never the secret).
     pub fn who(&self) -> String {
         match self.credential() {
+            Ok(Some(c)) if c.username == IDENTITY_TOKEN_USER => "the identity token".to_string(),
             Ok(Some(c)) => format!("user {:?}", c.username),
             _ => "anonymous".to_string(),
         }
@@ -205,22 +206,11 @@ impl Authenticator {
             op: Op::Auth,
             target: redact(f.realm),
         };
-        let mut url = f.realm.clone();
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = f.service {
-                q.append_pair("service", s);
-            }
-            for s in f.scopes {
-                q.append_pair("scope", s);
-            }
-        }
-        let mut req = f.http.get(url);
-        if let Some(c) = cred {
-            req = req.header(AUTHORIZATION, basic(c));
-        }
         let sent = Instant::now();
-        let resp = req.send().await.map_err(|e| ctx.transport(e))?;
+        let resp = token_request(f, cred)
+            .send()
+            .await
+            .map_err(|e| ctx.transport(e))?;
         let status = resp.status().as_u16();
         match status {
             200 => {}
@@ -277,6 +267,43 @@ impl Authenticator {
             registry: self.registry.clone(),
             reason,
         }
+    }
+}
+
+/// The username credential helpers give with an identity (refresh) token instead of a password.
+const IDENTITY_TOKEN_USER: &str = "<token>";
+
+/// `GET realm?service=&scope=` with Basic credentials, or for an identity token the OAuth2
+/// refresh-token grant (`POST realm`), as docker does.
+fn token_request(f: &Fetch<'_>, cred: Option<&Credential>) -> reqwest::RequestBuilder {
+    if let Some(c) = cred.filter(|c| c.username == IDENTITY_TOKEN_USER) {
+        let mut form = vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("refresh_token", c.secret.clone()),
+            ("client_id", "ferry".to_string()),
+        ];
+        if let Some(s) = f.service {
+            form.push(("service", s.to_string()));
+        }
+        if !f.scopes.is_empty() {
+            form.push(("scope", f.scopes.join(" ")));
+        }
+        return f.http.post(f.realm.clone()).form(&form);
+    }
+    let mut url = f.realm.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(s) = f.service {
+            q.append_pair("service", s);
+        }
+        for s in f.scopes {
+            q.append_pair("scope", s);
+        }
+    }
+    let req = f.http.get(url);
+    match cred {
+        Some(c) => req.header(AUTHORIZATION, basic(c)),
+        None => req,
     }
 }
 

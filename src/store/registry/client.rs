@@ -148,13 +148,18 @@ impl Inner {
 
     /// Sends once, re-sends once after a 401 that taught how to authenticate, and follows
     /// redirects of GET and HEAD. Returns the last response and whether it carried credentials.
-    async fn attempt(&self, ctx: &Ctx, req: &Req) -> Result<(Response, bool)> {
+    /// A failed token fetch is final here: it already went through its own retries.
+    async fn attempt(
+        &self,
+        ctx: &Ctx,
+        req: &Req,
+    ) -> std::result::Result<(Response, bool), Failure> {
         let mut url = req.url.clone();
         let mut scopes = req.scopes.clone();
         let mut reauthenticated = false;
         let mut hops = 0;
         loop {
-            let auth = self.auth_for(&url, &scopes).await?;
+            let auth = self.auth_for(&url, &scopes).await.map_err(Failure::fatal)?;
             let sent = auth.is_some();
             let resp = self.send(ctx, req, &url, auth).await?;
             let status = resp.status();

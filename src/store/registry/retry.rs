@@ -156,7 +156,11 @@ where
             Err(f) => f,
         };
         let n = budget.attempts();
-        if failure.fatal || !failure.error.is_retryable() {
+        if failure.fatal {
+            // Someone else's final error (it may count its own attempts): pass it on as it is.
+            return Err(failure.error);
+        }
+        if !failure.error.is_retryable() {
             return Err(failure.error.with_attempts(n));
         }
         let Some(delay) = budget.next_delay(failure.retry_after) else {

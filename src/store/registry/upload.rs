@@ -111,9 +111,11 @@ async fn send_body(
         // the body is still polled to its end (and verified).
         b = b.header(CONTENT_LENGTH, desc.size);
     }
+    let scopes = [push_scope(&store.repository)];
     if let Some(auth) = inner
-        .auth_for(&url, &[push_scope(&store.repository)])
-        .await?
+        .auth_for(&url, &scopes)
+        .await
+        .map_err(Failure::fatal)?
     {
         b = b.header(reqwest::header::AUTHORIZATION, auth);
     }
