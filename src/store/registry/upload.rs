@@ -86,7 +86,6 @@ async fn send_body(
     source: &dyn BlobSource,
     session: &Url,
 ) -> std::result::Result<u64, Failure> {
-    let inner = store.inner();
     // The source retries on its own; what reaches us from it is final.
     let stream = source.open(0).await.map_err(Failure::fatal)?;
     let failure = Arc::new(Mutex::new(None));
@@ -99,6 +98,35 @@ async fn send_body(
         stats: store.client.inner.clone(),
         done: false,
     };
+    let request = put_request(store, desc, session).await?;
+    store.inner().stats.request(Kind::Other);
+    let sent = request.body(reqwest::Body::wrap_stream(body)).send().await;
+    if let Some(e) = failure.lock().unwrap().take() {
+        return Err(Failure::fatal(e));
+    }
+    let resp = sent.map_err(|e| ctx.transport(e))?;
+    if !matches!(resp.status().as_u16(), 201 | 204) {
+        let retry_after = super::client::retry_after(resp.headers());
+        return Err(Failure::after(ctx.status_error(resp).await, retry_after));
+    }
+    match content_digest(resp.headers()) {
+        Some(stored) if stored != desc.digest => Err(Failure::fatal(mismatch(
+            &ctx.location(),
+            desc,
+            &stored,
+            desc.size,
+        ))),
+        _ => Ok(desc.size),
+    }
+}
+
+/// The closing `PUT` of a session, without its body; credentials only for the registry's origin.
+async fn put_request(
+    store: &RegistryStore,
+    desc: &Descriptor,
+    session: &Url,
+) -> std::result::Result<reqwest::RequestBuilder, Failure> {
+    let inner = store.inner();
     let mut url = session.clone();
     url.query_pairs_mut()
         .append_pair("digest", &desc.digest.to_string());
@@ -112,37 +140,11 @@ async fn send_body(
         b = b.header(CONTENT_LENGTH, desc.size);
     }
     let scopes = [push_scope(&store.repository)];
-    if let Some(auth) = inner
-        .auth_for(&url, &scopes)
-        .await
-        .map_err(Failure::fatal)?
-    {
-        b = b.header(reqwest::header::AUTHORIZATION, auth);
+    match inner.auth_for(&url, &scopes).await {
+        Ok(Some(auth)) => Ok(b.header(reqwest::header::AUTHORIZATION, auth)),
+        Ok(None) => Ok(b),
+        Err(e) => Err(Failure::fatal(e)),
     }
-    inner.stats.request(Kind::Other);
-    let sent = b.body(reqwest::Body::wrap_stream(body)).send().await;
-    if let Some(e) = failure.lock().unwrap().take() {
-        return Err(Failure::fatal(e));
-    }
-    let resp = sent.map_err(|e| ctx.transport(e))?;
-    match resp.status().as_u16() {
-        201 | 204 => {}
-        _ => {
-            let retry_after = super::client::retry_after(resp.headers());
-            return Err(Failure::after(ctx.status_error(resp).await, retry_after));
-        }
-    }
-    if let Some(stored) = content_digest(resp.headers()) {
-        if stored != desc.digest {
-            return Err(Failure::fatal(mismatch(
-                &ctx.location(),
-                desc,
-                &stored,
-                desc.size,
-            )));
-        }
-    }
-    Ok(desc.size)
 }
 
 /// Cancels an upload session; failures are ignored (the registry expires sessions anyway).
