@@ -1,1 +1,258 @@
-//! Registries as a store: HTTP client, auth, uploads, retries.
+//! Registries as a store: a client per registry host (HTTP, auth, retries) and a store per
+//! repository implementing [`Store`] over the OCI distribution API.
+//!
+//! - [`RegistryClient`]: one per registry; cheap to clone; holds the connection pool, the token
+//!   cache and the request counters ([`RegistryClient::stats`]).
+//! - [`RegistryStore`]: one repository of that registry.
+//!
+//! Requests are retried inside (see [`RetryPolicy`]); errors that come out are final.
+
+mod auth;
+mod blobs;
+mod challenge;
+mod client;
+mod errors;
+mod manifests;
+mod retry;
+mod stats;
+mod upload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::creds::{Anonymous, CredentialSource};
+use crate::error::{Error, Op, Result};
+use crate::manifest::{Descriptor, RawManifest};
+use crate::reference::{DOCKER_HUB, DOCKER_HUB_API};
+use crate::store::{BlobSource, BlobStream, RepoLocation, Store, Target};
+
+pub use challenge::{parse_challenges, Challenge};
+pub use errors::{parse_envelope, redact};
+pub use retry::{parse_retry_after, RetryPolicy};
+pub use stats::ClientStats;
+
+use client::{Inner, Req};
+use errors::Ctx;
+use stats::Kind;
+
+/// How to reach a registry.
+#[derive(Clone)]
+pub struct RegistryOptions {
+    /// Verify the server's TLS certificate (`false` accepts any certificate).
+    pub tls_verify: bool,
+    /// `Some(true)`: plain HTTP; `Some(false)`: HTTPS; `None`: plain HTTP for loopback hosts
+    /// (`localhost`, `127.0.0.0/8`, `[::1]`), HTTPS otherwise.
+    pub plain_http: Option<bool>,
+    /// An extra trusted root CA bundle (PEM), besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    pub credentials: Arc<dyn CredentialSource>,
+    pub retry: RetryPolicy,
+    pub user_agent: String,
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Longest silence while waiting for bytes of an answer (a stalled transfer fails, then is
+    /// retried).
+    pub read_timeout: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            tls_verify: true,
+            plain_http: None,
+            ca_file: None,
+            credentials: Arc::new(Anonymous),
+            retry: RetryPolicy::default(),
+            user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl std::fmt::Debug for RegistryOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryOptions")
+            .field("tls_verify", &self.tls_verify)
+            .field("plain_http", &self.plain_http)
+            .field("ca_file", &self.ca_file)
+            .field("retry", &self.retry)
+            .field("user_agent", &self.user_agent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client for one registry host. Clones share the connection pool, token cache and stats.
+#[derive(Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+}
+
+impl RegistryClient {
+    /// A client for `host[:port]` as the user wrote it (`docker.io` talks to
+    /// `registry-1.docker.io` but looks up credentials for `docker.io`). Sends nothing yet.
+    pub fn new(host: &str, opts: RegistryOptions) -> Result<Self> {
+        let api_host = if host == DOCKER_HUB {
+            DOCKER_HUB_API
+        } else {
+            host
+        };
+        let plain = opts
+            .plain_http
+            .unwrap_or_else(|| client::is_loopback(api_host));
+        let scheme = if plain { "http" } else { "https" };
+        let base = url::Url::parse(&format!("{scheme}://{api_host}/"))
+            .ok()
+            .filter(|u| u.host_str().is_some() && u.path() == "/")
+            .ok_or_else(|| Error::Invalid(format!("{host:?} is not a registry host[:port]")))?;
+        let inner = Inner {
+            name: host.to_string(),
+            base,
+            http: client::build_http(&opts)?,
+            auth: auth::Authenticator::new(host, opts.credentials.clone()),
+            retry: opts.retry,
+            stats: Default::default(),
+        };
+        Ok(RegistryClient {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Checks that the registry answers the API (`GET /v2/`), authenticating if it asks to.
+    pub async fn ping(&self) -> Result<()> {
+        let ctx = Ctx {
+            registry: self.inner.name.clone(),
+            repository: String::new(),
+            op: Op::Ping,
+            target: "/v2/".into(),
+        };
+        let req = Req::new(
+            reqwest::Method::GET,
+            self.inner.url(""),
+            vec![],
+            Kind::Other,
+        );
+        self.inner.execute(&ctx, &req, &[200]).await.map(drop)
+    }
+
+    /// The registry as named when the client was made (`docker.io`, `localhost:5000`).
+    pub fn host(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Where API requests go: `host[:port]` (`registry-1.docker.io` for Docker Hub).
+    pub fn api_host(&self) -> String {
+        let b = &self.inner.base;
+        match b.port() {
+            Some(p) => format!("{}:{p}", b.host_str().unwrap_or_default()),
+            None => b.host_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &str {
+        self.inner.base.scheme()
+    }
+
+    /// What this client (and its clones) has sent so far.
+    pub fn stats(&self) -> ClientStats {
+        self.inner.stats.snapshot()
+    }
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegistryClient({})", self.inner.base)
+    }
+}
+
+/// One repository of a registry.
+#[derive(Clone, Debug)]
+pub struct RegistryStore {
+    client: RegistryClient,
+    repository: String,
+}
+
+impl RegistryStore {
+    pub fn new(client: RegistryClient, repository: &str) -> Self {
+        RegistryStore {
+            client,
+            repository: repository.to_string(),
+        }
+    }
+
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
+    }
+
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.client.inner
+    }
+
+    fn ctx(&self, op: Op, target: impl Into<String>) -> Ctx {
+        Ctx {
+            registry: self.client.inner.name.clone(),
+            repository: self.repository.clone(),
+            op,
+            target: target.into(),
+        }
+    }
+
+    /// `/v2/<repository>/<path>`.
+    fn url(&self, path: &str) -> url::Url {
+        self.inner().url(&format!("{}/{path}", self.repository))
+    }
+}
+
+#[async_trait]
+impl Store for RegistryStore {
+    fn location(&self) -> String {
+        format!("{}/{}", self.client.host(), self.repository)
+    }
+
+    fn repo_location(&self) -> Option<RepoLocation> {
+        Some(RepoLocation {
+            registry: self.client.api_host(),
+            repository: self.repository.clone(),
+        })
+    }
+
+    async fn resolve(&self, target: &Target) -> Result<Option<Descriptor>> {
+        manifests::resolve(self, target).await
+    }
+
+    async fn get_manifest(&self, target: &Target) -> Result<RawManifest> {
+        manifests::get(self, target).await
+    }
+
+    async fn put_manifest(&self, manifest: &RawManifest, tags: &[String]) -> Result<()> {
+        manifests::put(self, manifest, tags).await
+    }
+
+    async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
+        blobs::has(self, desc).await
+    }
+
+    async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
+        blobs::open(self, desc, offset).await
+    }
+
+    async fn put_blob(&self, desc: &Descriptor, source: &dyn BlobSource) -> Result<u64> {
+        upload::put(self, desc, source).await
+    }
+
+    async fn mount_blob(&self, desc: &Descriptor, from_repository: &str) -> Result<bool> {
+        upload::mount(self, desc, from_repository).await
+    }
+
+    async fn list_tags(&self) -> Result<Vec<String>> {
+        manifests::list_tags(self).await
+    }
+}

@@ -1,0 +1,144 @@
+//! Registry answers turned into errors: the OCI error envelope, transport failures, redacted URLs.
+
+use futures::StreamExt;
+use reqwest::Response;
+use url::Url;
+
+use crate::error::{Error, Op, RegistryErrorCode};
+
+/// Error bodies larger than this are not read (the envelope is small; a proxy page may not be).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Where a request went and why, for error messages.
+#[derive(Clone, Debug)]
+pub(crate) struct Ctx {
+    pub registry: String,
+    pub repository: String,
+    pub op: Op,
+    /// What the request was about: a tag, a digest, `tags`; never a URL with a query.
+    pub target: String,
+}
+
+impl Ctx {
+    /// An error for a response with an unexpected status; reads the `{"errors":[...]}` body.
+    pub async fn status_error(&self, resp: Response) -> Error {
+        let status = resp.status().as_u16();
+        let codes = read_codes(resp).await;
+        self.registry_error(status, codes)
+    }
+
+    pub fn registry_error(&self, status: u16, codes: Vec<RegistryErrorCode>) -> Error {
+        Error::Registry {
+            op: self.op,
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            target: self.target.clone(),
+            status,
+            codes,
+            attempts: 1,
+        }
+    }
+
+    /// A connection-level failure; the message never contains the URL (queries may hold secrets).
+    pub fn transport(&self, err: reqwest::Error) -> Error {
+        self.transport_message(describe(err))
+    }
+
+    pub fn transport_message(&self, message: String) -> Error {
+        Error::Transport {
+            op: self.op,
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            target: self.target.clone(),
+            message,
+            attempts: 1,
+        }
+    }
+
+    /// `registry/repository`, for `location` fields.
+    pub fn location(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    pub fn with_op(&self, op: Op, target: impl Into<String>) -> Ctx {
+        Ctx {
+            op,
+            target: target.into(),
+            ..self.clone()
+        }
+    }
+}
+
+/// A reqwest error and its causes, without the URL.
+pub(crate) fn describe(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut parts = vec![err.to_string()];
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Reads at most [`MAX_ERROR_BODY`] bytes of an error body and parses the OCI error envelope.
+/// Anything that is not the envelope yields no codes.
+pub(crate) async fn read_codes(resp: Response) -> Vec<RegistryErrorCode> {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_ERROR_BODY {
+            return Vec::new();
+        }
+    }
+    parse_envelope(&body)
+}
+
+/// `{"errors":[{"code","message","detail"}]}` → the codes; anything else → none.
+pub fn parse_envelope(body: &[u8]) -> Vec<RegistryErrorCode> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(default)]
+        errors: Vec<RegistryErrorCode>,
+    }
+    serde_json::from_slice::<Envelope>(body)
+        .map(|e| e.errors)
+        .unwrap_or_default()
+}
+
+/// A URL fit for logs and messages: scheme, host, port and path; no user info, query or fragment.
+pub fn redact(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_is_parsed_and_junk_ignored() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}},{"code":"DENIED"}]}"#;
+        let codes = parse_envelope(body);
+        assert_eq!(codes.len(), 2);
+        assert_eq!(codes[0].code, "MANIFEST_UNKNOWN");
+        assert_eq!(codes[1].message, "");
+        assert!(parse_envelope(b"<html>502 Bad Gateway</html>").is_empty());
+        assert!(parse_envelope(b"").is_empty());
+    }
+
+    #[test]
+    fn redaction_drops_secrets() {
+        let u =
+            Url::parse("https://user:pw@s3.example/bucket/blob?X-Amz-Signature=abc#frag").unwrap();
+        assert_eq!(redact(&u), "https://s3.example/bucket/blob");
+    }
+}

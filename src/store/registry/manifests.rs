@@ -1,0 +1,248 @@
+//! Manifests and tags over the distribution API: HEAD to resolve, GET with every supported type
+//! in `Accept` (bytes kept exactly, size capped, digest verified), PUT by digest then per tag.
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE, LINK};
+use reqwest::Method;
+use url::Url;
+
+use super::challenge::{pull_scope, push_scope};
+use super::client::{header_str, header_u64, Fetched, Req};
+use super::errors::Ctx;
+use super::stats::Kind;
+use super::RegistryStore;
+use crate::digest::Digest;
+use crate::error::{Error, Op, Result};
+use crate::manifest::{self, Descriptor, RawManifest};
+use crate::store::Target;
+
+/// The header registries use to say which digest they served or stored.
+pub(crate) const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// A tags list page larger than this is refused.
+const MAX_TAGS_PAGE: usize = 64 * 1024 * 1024;
+/// Pages followed through `Link` headers before giving up (a loop guard).
+const MAX_TAG_PAGES: usize = 100_000;
+
+fn manifest_req(store: &RegistryStore, method: Method, target: &Target, kind: Kind) -> Req {
+    let url = store.url(&format!("manifests/{target}"));
+    Req::new(method, url, vec![pull_scope(&store.repository)], kind)
+        .header(ACCEPT, manifest::ACCEPT)
+}
+
+/// The digest in a response's `Docker-Content-Digest`, if present and well-formed.
+pub(crate) fn content_digest(headers: &reqwest::header::HeaderMap) -> Option<Digest> {
+    header_str(headers, DOCKER_CONTENT_DIGEST).and_then(|v| v.trim().parse().ok())
+}
+
+fn not_found(ctx: &Ctx, what: String) -> Error {
+    Error::NotFound {
+        what,
+        location: ctx.location(),
+    }
+}
+
+fn mismatch(ctx: &Ctx, expected: &Digest, actual: &Digest, size: u64) -> Error {
+    Error::DigestMismatch {
+        location: ctx.location(),
+        expected: expected.clone(),
+        expected_size: size,
+        actual: actual.clone(),
+        actual_size: size,
+    }
+}
+
+/// GET a manifest: capped at [`manifest::MAX_MANIFEST_BYTES`], digest verified against the
+/// requested digest and against `Docker-Content-Digest` when the registry sends one.
+pub(super) async fn get(store: &RegistryStore, target: &Target) -> Result<RawManifest> {
+    let ctx = store.ctx(Op::GetManifest, target.to_string());
+    let req = manifest_req(store, Method::GET, target, Kind::ManifestGet);
+    let too_large = || Error::ManifestTooLarge {
+        location: ctx.location(),
+        target: target.to_string(),
+        limit: manifest::MAX_MANIFEST_BYTES,
+    };
+    let limit = manifest::MAX_MANIFEST_BYTES;
+    let f = store
+        .inner()
+        .fetch(&ctx, &req, &[200, 404], limit, &too_large)
+        .await?;
+    if f.status == 404 {
+        return Err(not_found(&ctx, format!("manifest {target}")));
+    }
+    let m = RawManifest::new(f.body.clone(), header_str(&f.headers, CONTENT_TYPE))?;
+    let size = m.bytes.len() as u64;
+    if let Target::Digest(want) = target {
+        if &m.digest != want {
+            return Err(mismatch(&ctx, want, &m.digest, size));
+        }
+    }
+    if let Some(said) = content_digest(&f.headers) {
+        if said != m.digest {
+            return Err(mismatch(&ctx, &said, &m.digest, size));
+        }
+    }
+    Ok(m)
+}
+
+/// HEAD a manifest; falls back to GET when the answer lacks the digest, type or size.
+pub(super) async fn resolve(store: &RegistryStore, target: &Target) -> Result<Option<Descriptor>> {
+    let ctx = store.ctx(Op::HeadManifest, target.to_string());
+    let req = manifest_req(store, Method::HEAD, target, Kind::ManifestHead);
+    let resp = store.inner().execute(&ctx, &req, &[200, 404]).await?;
+    if resp.status() == 404 {
+        return Ok(None);
+    }
+    let h = resp.headers();
+    let digest = content_digest(h);
+    let media_type = header_str(h, CONTENT_TYPE)
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
+        .filter(|c| c.starts_with("application/vnd."));
+    let size = header_u64(h, reqwest::header::CONTENT_LENGTH);
+    if let (Some(digest), Some(media_type), Some(size)) = (digest, media_type, size) {
+        if let Target::Digest(want) = target {
+            if &digest != want {
+                return Err(mismatch(&ctx, want, &digest, size));
+            }
+        }
+        return Ok(Some(Descriptor {
+            media_type,
+            digest,
+            size,
+            platform: None,
+        }));
+    }
+    match get(store, target).await {
+        Ok(m) => Ok(Some(m.descriptor())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// PUT the manifest by digest, then point each tag at it.
+pub(super) async fn put(store: &RegistryStore, m: &RawManifest, tags: &[String]) -> Result<()> {
+    put_one(store, m, &Target::Digest(m.digest.clone())).await?;
+    put_tags(store, m, tags).await
+}
+
+/// Points `tags` at a manifest already stored by digest: one PUT of the same bytes per tag.
+// Issue 4 adds the single-request form `PUT .../manifests/<digest>?tag=a&tag=b` (answered with
+// `OCI-Tag` headers): probe it here first and fall back to this loop.
+async fn put_tags(store: &RegistryStore, m: &RawManifest, tags: &[String]) -> Result<()> {
+    for tag in tags {
+        put_one(store, m, &Target::Tag(tag.clone())).await?;
+    }
+    Ok(())
+}
+
+async fn put_one(store: &RegistryStore, m: &RawManifest, target: &Target) -> Result<()> {
+    let ctx = store.ctx(Op::PutManifest, target.to_string());
+    let url = store.url(&format!("manifests/{target}"));
+    let req = Req::new(
+        Method::PUT,
+        url,
+        vec![push_scope(&store.repository)],
+        Kind::ManifestPut,
+    )
+    .header(CONTENT_TYPE, &m.media_type)
+    .body(m.bytes.clone());
+    let resp = store
+        .inner()
+        .execute(&ctx, &req, &[200, 201, 202, 204])
+        .await?;
+    if let Some(stored) = content_digest(resp.headers()) {
+        if stored != m.digest {
+            return Err(mismatch(&ctx, &m.digest, &stored, m.bytes.len() as u64));
+        }
+    }
+    tracing::debug!(registry = %ctx.registry, repository = %ctx.repository, target = %target, "manifest stored");
+    Ok(())
+}
+
+/// Every tag of the repository, following `Link` pages. A repository the registry does not know
+/// (404) has no tags.
+pub(super) async fn list_tags(store: &RegistryStore) -> Result<Vec<String>> {
+    let ctx = store.ctx(Op::ListTags, "tags");
+    let mut url = store.url("tags/list");
+    let mut tags = Vec::new();
+    for _ in 0..MAX_TAG_PAGES {
+        let req = Req::new(
+            Method::GET,
+            url.clone(),
+            vec![pull_scope(&store.repository)],
+            Kind::TagList,
+        );
+        let too_large = || {
+            Error::Invalid(format!(
+                "{}: a tags list page is larger than {MAX_TAGS_PAGE} bytes",
+                ctx.location()
+            ))
+        };
+        let f: Fetched = store
+            .inner()
+            .fetch(&ctx, &req, &[200, 404], MAX_TAGS_PAGE, &too_large)
+            .await?;
+        if f.status == 404 {
+            return Ok(tags);
+        }
+        #[derive(serde::Deserialize)]
+        struct Page {
+            tags: Option<Vec<String>>,
+        }
+        let page: Page = serde_json::from_slice(&f.body).map_err(|e| {
+            Error::Invalid(format!("{}: unreadable tags list: {e}", ctx.location()))
+        })?;
+        tags.extend(page.tags.unwrap_or_default());
+        match next_link(&url, &f.headers) {
+            Some(next) => url = next,
+            None => return Ok(tags),
+        }
+    }
+    Ok(tags)
+}
+
+/// The `rel="next"` target of a `Link` header, resolved against the current page.
+pub(crate) fn next_link(base: &Url, headers: &reqwest::header::HeaderMap) -> Option<Url> {
+    for value in headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok()) {
+        for link in value.split(',') {
+            let (target, params) = link.trim().split_once(';').unwrap_or((link, ""));
+            let target = target.trim();
+            let Some(target) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
+                continue;
+            };
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            if is_next {
+                return base.join(target).ok();
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn link_next_is_followed() {
+        let base = Url::parse("http://r:5000/v2/a/tags/list").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            LINK,
+            HeaderValue::from_static("</v2/a/tags/list?last=b&n=2>; rel=\"next\""),
+        );
+        assert_eq!(
+            next_link(&base, &h).unwrap().as_str(),
+            "http://r:5000/v2/a/tags/list?last=b&n=2"
+        );
+        h.insert(
+            LINK,
+            HeaderValue::from_static("<http://x/prev>; rel=\"prev\""),
+        );
+        assert!(next_link(&base, &h).is_none());
+        assert!(next_link(&base, &HeaderMap::new()).is_none());
+    }
+}

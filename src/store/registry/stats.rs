@@ -1,0 +1,120 @@
+//! Per-client request counters, so callers and tests can see what went over the wire.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of what one [`super::RegistryClient`] (and its clones) sent and received.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// HTTP requests sent, every attempt, hop and token fetch included.
+    pub requests: u64,
+    /// Attempts that were retried after a retryable failure.
+    pub retries: u64,
+    /// Token requests to the registry's token server.
+    pub token_fetches: u64,
+    pub manifest_heads: u64,
+    pub manifest_gets: u64,
+    pub manifest_puts: u64,
+    pub blob_heads: u64,
+    pub blob_gets: u64,
+    /// Blob bytes received by `open_blob` streams.
+    pub blob_bytes_downloaded: u64,
+    /// Upload sessions started (POST) for `put_blob`, retries included.
+    pub blob_uploads: u64,
+    /// Blob bytes handed to the network by `put_blob`, retries included.
+    pub blob_bytes_uploaded: u64,
+    /// Mount requests sent, and how many of them mounted.
+    pub mounts_attempted: u64,
+    pub mounts_succeeded: u64,
+    pub tag_list_pages: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    token_fetches: AtomicU64,
+    manifest_heads: AtomicU64,
+    manifest_gets: AtomicU64,
+    manifest_puts: AtomicU64,
+    blob_heads: AtomicU64,
+    blob_gets: AtomicU64,
+    blob_bytes_downloaded: AtomicU64,
+    blob_uploads: AtomicU64,
+    blob_bytes_uploaded: AtomicU64,
+    mounts_attempted: AtomicU64,
+    mounts_succeeded: AtomicU64,
+    tag_list_pages: AtomicU64,
+}
+
+/// What a request was, for counting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Other,
+    ManifestHead,
+    ManifestGet,
+    ManifestPut,
+    BlobHead,
+    BlobGet,
+    UploadStart,
+    Mount,
+    TagList,
+}
+
+impl Counters {
+    pub fn request(&self, kind: Kind) {
+        self.requests.fetch_add(1, Relaxed);
+        let c = match kind {
+            Kind::Other => return,
+            Kind::ManifestHead => &self.manifest_heads,
+            Kind::ManifestGet => &self.manifest_gets,
+            Kind::ManifestPut => &self.manifest_puts,
+            Kind::BlobHead => &self.blob_heads,
+            Kind::BlobGet => &self.blob_gets,
+            Kind::UploadStart => &self.blob_uploads,
+            Kind::Mount => &self.mounts_attempted,
+            Kind::TagList => &self.tag_list_pages,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    pub fn add_retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    pub fn add_token_fetch(&self) {
+        self.requests.fetch_add(1, Relaxed);
+        self.token_fetches.fetch_add(1, Relaxed);
+    }
+
+    pub fn add_mounted(&self) {
+        self.mounts_succeeded.fetch_add(1, Relaxed);
+    }
+
+    pub fn add_downloaded(&self, n: u64) {
+        self.blob_bytes_downloaded.fetch_add(n, Relaxed);
+    }
+
+    pub fn add_uploaded(&self, n: u64) {
+        self.blob_bytes_uploaded.fetch_add(n, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> ClientStats {
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        ClientStats {
+            requests: g(&self.requests),
+            retries: g(&self.retries),
+            token_fetches: g(&self.token_fetches),
+            manifest_heads: g(&self.manifest_heads),
+            manifest_gets: g(&self.manifest_gets),
+            manifest_puts: g(&self.manifest_puts),
+            blob_heads: g(&self.blob_heads),
+            blob_gets: g(&self.blob_gets),
+            blob_bytes_downloaded: g(&self.blob_bytes_downloaded),
+            blob_uploads: g(&self.blob_uploads),
+            blob_bytes_uploaded: g(&self.blob_bytes_uploaded),
+            mounts_attempted: g(&self.mounts_attempted),
+            mounts_succeeded: g(&self.mounts_succeeded),
+            tag_list_pages: g(&self.tag_list_pages),
+        }
+    }
+}

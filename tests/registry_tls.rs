@@ -1,0 +1,102 @@
+//! HTTPS to a real docker-registry serving a test certificate: refused by default, trusted with
+//! `ca_file`, accepted blindly with `tls_verify = false`.
+mod registry_common;
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry::error::Error;
+use ferry::store::registry::{RegistryClient, RegistryOptions};
+use ferry::store::Store;
+use registry_common::*;
+
+/// A docker-registry with `http.tls`; killed on drop.
+struct TlsRegistry {
+    child: Child,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for TlsRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_tls_registry() -> TlsRegistry {
+    let bin = support::registry::which("docker-registry").expect("docker-registry not installed");
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let yaml = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  tls:\n    certificate: {}\n    key: {}\n",
+        dir.path().join("storage").display(),
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(dir.path().join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reg = TlsRegistry { child, addr, dir };
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(&reg.addr).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "TLS registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reg
+}
+
+fn https(reg: &TlsRegistry, tweak: impl FnOnce(&mut RegistryOptions)) -> RegistryClient {
+    let mut o = options(None);
+    o.plain_http = Some(false);
+    tweak(&mut o);
+    RegistryClient::new(&reg.addr, o).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_trust_is_configurable() {
+    let reg = start_tls_registry();
+
+    let strict = https(&reg, |_| {});
+    assert_eq!(strict.scheme(), "https");
+    let e = strict.ping().await.unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+
+    let trusted = https(&reg, |o| o.ca_file = Some(reg.dir.path().join("cert.pem")));
+    trusted.ping().await.unwrap();
+    let s = store(&trusted, "tls/app");
+    let blob = MemBlob::new(bytes_of(4, 10_000));
+    let desc = blob.descriptor("application/octet-stream");
+    s.put_blob(&desc, &blob).await.unwrap();
+    assert_eq!(
+        read_all(s.open_blob(&desc, 0).await.unwrap())
+            .await
+            .unwrap(),
+        blob.bytes
+    );
+
+    let blind = https(&reg, |o| o.tls_verify = false);
+    blind.ping().await.unwrap();
+    assert!(store(&blind, "tls/app").has_blob(&desc).await.unwrap());
+}
