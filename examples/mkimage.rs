@@ -19,11 +19,20 @@ fn main() {
     let (mut layers, mut size) = (spec.layers, spec.layer_size);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| die(&format!("{flag} needs a value")));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| die(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--out" => out = Some(PathBuf::from(value())),
             "--tag" => tag = value(),
-            "--kind" => spec.kind = kind(&value()),
+            "--kind" => {
+                spec = ImageSpec {
+                    seed: spec.seed,
+                    shared_base: spec.shared_base,
+                    ..ImageSpec::new(kind(&value()))
+                }
+            }
             "--layers" => layers = number(&value()),
             "--layer-size" => size = number(&value()),
             "--seed" => spec.seed = number(&value()) as u64,
@@ -48,7 +57,8 @@ fn kind(s: &str) -> Kind {
 }
 
 fn number(s: &str) -> usize {
-    s.parse().unwrap_or_else(|_| die(&format!("{s:?} is not a number")))
+    s.parse()
+        .unwrap_or_else(|_| die(&format!("{s:?} is not a number")))
 }
 
 fn die(msg: &str) -> ! {

@@ -1,10 +1,8 @@
 //! `ferry copy SRC DST`: one image (all platforms by default) with its tags.
 
-use std::sync::Arc;
-
 use clap::Args;
 
-use ferry::copy::{CopyOptions, CopyReport, Copier, Selection};
+use ferry::copy::{Copier, CopyOptions, CopyReport, Selection};
 use ferry::manifest::Platform;
 use ferry::reference::is_valid_tag;
 use ferry::store::Target;
@@ -70,11 +68,26 @@ pub async fn run(args: CopyArgs) -> Result<()> {
     if let Target::Tag(t) = &dst_target {
         tags.push(t.clone());
     }
-    tags.extend(args.tags.iter().filter(|t| !tags.contains(t)).cloned().collect::<Vec<_>>());
-    let verbosity = if args.quiet || args.json { Verbosity::Quiet } else { Verbosity::Normal };
+    tags.extend(
+        args.tags
+            .iter()
+            .filter(|t| !tags.contains(t))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let verbosity = if args.quiet || args.json {
+        Verbosity::Quiet
+    } else {
+        Verbosity::Normal
+    };
     let copier = Copier::new(reporter(verbosity));
-    let opts = CopyOptions { platforms: args.platforms.clone(), jobs: args.jobs.max(1) };
-    let prepared = copier.prepare(src.as_ref(), &target, dst.as_ref(), &tags, &opts).await?;
+    let opts = CopyOptions {
+        platforms: args.platforms.clone(),
+        jobs: args.jobs.max(1),
+    };
+    let prepared = copier
+        .prepare(src.as_ref(), &target, dst.as_ref(), &tags, &opts)
+        .await?;
     if let Target::Digest(want) = &dst_target {
         if want != &prepared.root.digest {
             return Err(Error::Invalid(format!(
@@ -90,7 +103,10 @@ pub async fn run(args: CopyArgs) -> Result<()> {
 
 fn print_report(r: &CopyReport, json: bool, quiet: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(r).expect("report serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(r).expect("report serialises")
+        );
         return;
     }
     if quiet {
@@ -98,11 +114,18 @@ fn print_report(r: &CopyReport, json: bool, quiet: bool) {
     }
     let what = match r.selection {
         Selection::Unchanged => "",
-        Selection::SingleManifest => " (one platform selected: single-platform manifest, digest kept)",
+        Selection::SingleManifest => {
+            " (one platform selected: single-platform manifest, digest kept)"
+        }
         Selection::SubsetIndex => " (platform subset: NEW index digest)",
     };
     if r.unchanged {
-        println!("{} already at {} {}: nothing to do", r.destination, short(&r.destination_digest), r.tags.join(","));
+        println!(
+            "{} already at {} {}: nothing to do",
+            r.destination,
+            short(&r.destination_digest),
+            r.tags.join(",")
+        );
         return;
     }
     println!("copied {} -> {}{what}", r.source, r.destination);
@@ -123,4 +146,3 @@ fn print_report(r: &CopyReport, json: bool, quiet: bool) {
         r.seconds
     );
 }
-

@@ -8,7 +8,7 @@ use clap::Args;
 use ferry::creds::{Chain, CredentialSource, DockerConfig, StaticCredentials};
 use ferry::reference::ImageRef;
 use ferry::store::layout::LayoutStore;
-use ferry::store::registry::{RegistryClient, RegistryOptions, RetryPolicy, RegistryStore};
+use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, RetryPolicy};
 use ferry::store::{Store, Target};
 use ferry::{Error, Result};
 
@@ -16,10 +16,20 @@ use ferry::{Error, Result};
 #[derive(Args, Clone, Debug)]
 pub struct TransportArgs {
     /// Source credentials as USER:PASSWORD (else docker config.json / REGISTRY_AUTH_FILE).
-    #[arg(long, value_name = "USER:PASS", env = "FERRY_SRC_CREDS", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "USER:PASS",
+        env = "FERRY_SRC_CREDS",
+        hide_env_values = true
+    )]
     pub src_creds: Option<String>,
     /// Destination credentials as USER:PASSWORD (else docker config.json / REGISTRY_AUTH_FILE).
-    #[arg(long, value_name = "USER:PASS", env = "FERRY_DEST_CREDS", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "USER:PASS",
+        env = "FERRY_DEST_CREDS",
+        hide_env_values = true
+    )]
     pub dest_creds: Option<String>,
     /// Credentials file in docker config.json format, instead of the default lookup.
     #[arg(long, value_name = "PATH")]
@@ -62,7 +72,17 @@ impl TransportArgs {
             None => DockerConfig::load()?,
         };
         let credentials: Arc<dyn CredentialSource> = match creds {
-            Some(c) => Arc::new(Chain::new(vec![Arc::new(StaticCredentials::parse(c)?), Arc::new(config)])),
+            Some(c) => {
+                let flag = if side == Side::Source {
+                    "--src-creds"
+                } else {
+                    "--dest-creds"
+                };
+                let given = StaticCredentials::parse(c).map_err(|e| Error::Credentials {
+                    reason: format!("{flag}: {e}"),
+                })?;
+                Arc::new(Chain::new().with(given).with(config))
+            }
             None => Arc::new(config),
         };
         Ok(RegistryOptions {
@@ -70,7 +90,10 @@ impl TransportArgs {
             plain_http: if plain { Some(true) } else { None },
             ca_file: self.ca_file.clone(),
             credentials,
-            retry: RetryPolicy { max_attempts: self.retries.max(1), ..RetryPolicy::default() },
+            retry: RetryPolicy {
+                max_attempts: self.retries.max(1),
+                ..RetryPolicy::default()
+            },
             ..RegistryOptions::default()
         })
     }
@@ -88,7 +111,10 @@ impl TransportArgs {
                     Side::Source => LayoutStore::open(&l.path)?,
                     Side::Destination => LayoutStore::create(&l.path)?,
                 };
-                Ok((Arc::new(store), target_of(l.digest.as_ref(), l.tag.as_deref())))
+                Ok((
+                    Arc::new(store),
+                    target_of(l.digest.as_ref(), l.tag.as_deref()),
+                ))
             }
         }
     }

@@ -17,6 +17,7 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 4;
     pub const VERIFY: u8 = 5;
     pub const UNEXPECTED_DIGEST: u8 = 6;
+    #[allow(dead_code)] // used by `promote` (tag guards)
     pub const REFUSED: u8 = 7;
 }
 
@@ -57,9 +58,13 @@ impl Cli {
 /// Maps an error to the documented exit code.
 pub fn exit_code(e: &Error) -> u8 {
     match e {
-        Error::Reference(_) | Error::Digest(_) | Error::Credentials { .. } | Error::Invalid(_) => exit::USAGE,
+        Error::Reference(_) | Error::Digest(_) | Error::Credentials { .. } | Error::Invalid(_) => {
+            exit::USAGE
+        }
         Error::Auth { .. } => exit::AUTH,
-        Error::Registry { status: 401 | 403, .. } => exit::AUTH,
+        Error::Registry {
+            status: 401 | 403, ..
+        } => exit::AUTH,
         Error::NotFound { .. } | Error::Registry { status: 404, .. } => exit::NOT_FOUND,
         Error::DigestMismatch { .. } => exit::VERIFY,
         Error::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,

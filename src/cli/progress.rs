@@ -80,16 +80,25 @@ struct Bars {
 
 impl Bars {
     fn new() -> Self {
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Mutex::new(HashMap::new()) }
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(HashMap::new()),
+        }
     }
 }
 
 impl Reporter for Bars {
     fn blob_started(&self, digest: &Digest, size: u64) {
-        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap()
-            .progress_chars("=> ");
-        let bar = self.multi.add(ProgressBar::new(size).with_style(style).with_prefix(short(digest)));
+        let style = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap()
+        .progress_chars("=> ");
+        let bar = self.multi.add(
+            ProgressBar::new(size)
+                .with_style(style)
+                .with_prefix(short(digest)),
+        );
         self.bars.lock().unwrap().insert(digest.clone(), bar);
     }
     fn blob_progress(&self, digest: &Digest, n: u64) {
@@ -102,16 +111,26 @@ impl Reporter for Bars {
             b.finish_and_clear();
             self.multi.remove(&b);
         }
-        let _ = self.multi.println(format!("blob     {} {}", short(digest), outcome_text(outcome, size)));
+        let _ = self.multi.println(format!(
+            "blob     {} {}",
+            short(digest),
+            outcome_text(outcome, size)
+        ));
     }
     fn manifest_done(&self, digest: &Digest, media_type: &str, existed: bool) {
         let what = if existed { "already present" } else { "pushed" };
-        let _ = self.multi.println(format!("manifest {} {what} ({media_type})", short(digest)));
+        let _ = self
+            .multi
+            .println(format!("manifest {} {what} ({media_type})", short(digest)));
     }
     fn tagged(&self, location: &str, tag: &str, digest: &Digest) {
-        let _ = self.multi.println(format!("tag      {location}:{tag} -> {}", short(digest)));
+        let _ = self
+            .multi
+            .println(format!("tag      {location}:{tag} -> {}", short(digest)));
     }
     fn retrying(&self, what: &str, attempt: u32, reason: &str) {
-        let _ = self.multi.println(format!("retry    {what} (attempt {attempt}): {reason}"));
+        let _ = self
+            .multi
+            .println(format!("retry    {what} (attempt {attempt}): {reason}"));
     }
 }

@@ -43,7 +43,9 @@ impl BlobLedger {
 
     fn lock_for(&self, dst: &str, digest: &Digest) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.inflight.lock().unwrap();
-        map.entry((dst.to_string(), digest.clone())).or_default().clone()
+        map.entry((dst.to_string(), digest.clone()))
+            .or_default()
+            .clone()
     }
 }
 
@@ -62,7 +64,16 @@ pub async fn copy_blob(
     if let Some(l) = &src_loc {
         ledger.record(&desc.digest, l.clone());
     }
-    let outcome = transfer(src, dst, desc, ledger, reporter, src_loc.as_ref(), dst_loc.as_ref()).await?;
+    let outcome = transfer(
+        src,
+        dst,
+        desc,
+        ledger,
+        reporter,
+        src_loc.as_ref(),
+        dst_loc.as_ref(),
+    )
+    .await?;
     if let Some(l) = dst_loc {
         ledger.record(&desc.digest, l);
     }
@@ -84,7 +95,9 @@ async fn transfer(
     }
     if let Some(d) = dst_loc {
         let from = match src_loc {
-            Some(s) if s.registry == d.registry && s.repository != d.repository => Some(s.repository.clone()),
+            Some(s) if s.registry == d.registry && s.repository != d.repository => {
+                Some(s.repository.clone())
+            }
             _ => ledger.mount_source(&desc.digest, &d.registry, &d.repository),
         };
         if let Some(from) = from {
@@ -94,7 +107,11 @@ async fn transfer(
         }
     }
     reporter.blob_started(&desc.digest, desc.size);
-    let source = Counted { store: src, desc, reporter: reporter.clone() };
+    let source = Counted {
+        store: src,
+        desc,
+        reporter: reporter.clone(),
+    };
     let sent = dst.put_blob(desc, &source).await?;
     Ok(BlobOutcome::Copied(sent))
 }

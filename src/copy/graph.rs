@@ -29,7 +29,15 @@ pub async fn collect(src: &dyn Store, root: &RawManifest, jobs: usize) -> Result
     let mut graph = Graph::default();
     let mut seen_blobs = HashSet::new();
     let mut seen_manifests = HashSet::new();
-    walk(src, root, jobs, &mut graph, &mut seen_blobs, &mut seen_manifests).await?;
+    walk(
+        src,
+        root,
+        jobs,
+        &mut graph,
+        &mut seen_blobs,
+        &mut seen_manifests,
+    )
+    .await?;
     graph.blobs.sort_by(|a, b| b.size.cmp(&a.size));
     Ok(graph)
 }
@@ -46,14 +54,18 @@ fn walk<'a>(
         match m.children()? {
             Children::Image { config, layers } => {
                 for d in std::iter::once(config).chain(layers) {
-                    if !FOREIGN.contains(&d.media_type.as_str()) && seen_blobs.insert(d.digest.clone()) {
+                    if !FOREIGN.contains(&d.media_type.as_str())
+                        && seen_blobs.insert(d.digest.clone())
+                    {
                         graph.blobs.push(d);
                     }
                 }
             }
             Children::Index { manifests } => {
-                let wanted: Vec<Descriptor> =
-                    manifests.into_iter().filter(|d| seen_manifests.insert(d.digest.clone())).collect();
+                let wanted: Vec<Descriptor> = manifests
+                    .into_iter()
+                    .filter(|d| seen_manifests.insert(d.digest.clone()))
+                    .collect();
                 let children: Vec<RawManifest> = futures::stream::iter(wanted)
                     .map(|d| fetch_child(src, d))
                     .buffered(jobs.max(1))
@@ -80,7 +92,14 @@ async fn fetch_child(src: &dyn Store, d: Descriptor) -> Result<RawManifest> {
             d.size
         )));
     }
-    Ok(RawManifest { media_type: if d.media_type.is_empty() { m.media_type } else { d.media_type }, ..m })
+    Ok(RawManifest {
+        media_type: if d.media_type.is_empty() {
+            m.media_type
+        } else {
+            d.media_type
+        },
+        ..m
+    })
 }
 
 /// What a platform selection turned the root into.
@@ -111,9 +130,14 @@ pub async fn select_platforms(
         )));
     };
     for p in platforms {
-        if !manifests.iter().any(|d| d.platform.as_ref().is_some_and(|e| p.selects(e))) {
-            let available: Vec<String> =
-                manifests.iter().filter_map(|d| d.platform.as_ref().map(|p| p.to_string())).collect();
+        if !manifests
+            .iter()
+            .any(|d| d.platform.as_ref().is_some_and(|e| p.selects(e)))
+        {
+            let available: Vec<String> = manifests
+                .iter()
+                .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                .collect();
             return Err(Error::Invalid(format!(
                 "platform {p} is not in index {}; available: {}",
                 root.digest,
@@ -121,7 +145,11 @@ pub async fn select_platforms(
             )));
         }
     }
-    let keep = |d: &Descriptor| d.platform.as_ref().is_some_and(|e| platforms.iter().any(|p| p.selects(e)));
+    let keep = |d: &Descriptor| {
+        d.platform
+            .as_ref()
+            .is_some_and(|e| platforms.iter().any(|p| p.selects(e)))
+    };
     let chosen: Vec<&Descriptor> = manifests.iter().filter(|d| keep(d)).collect();
     if chosen.len() == 1 {
         let one = fetch_child(src, chosen[0].clone()).await?;

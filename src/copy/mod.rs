@@ -32,7 +32,10 @@ pub struct CopyOptions {
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        CopyOptions { platforms: Vec::new(), jobs: 8 }
+        CopyOptions {
+            platforms: Vec::new(),
+            jobs: 8,
+        }
     }
 }
 
@@ -93,7 +96,10 @@ pub struct Copier {
 
 impl Copier {
     pub fn new(reporter: Arc<dyn Reporter>) -> Self {
-        Copier { ledger: Arc::new(BlobLedger::default()), reporter }
+        Copier {
+            ledger: Arc::new(BlobLedger::default()),
+            reporter,
+        }
     }
 
     /// Copies `target` from `src` to `dst` and points `tags` at it.
@@ -157,7 +163,12 @@ impl Copier {
     }
 
     /// Points `tags` at a prepared root.
-    pub async fn tag(&self, dst: &dyn Store, prepared: Prepared, tags: &[String]) -> Result<CopyReport> {
+    pub async fn tag(
+        &self,
+        dst: &dyn Store,
+        prepared: Prepared,
+        tags: &[String],
+    ) -> Result<CopyReport> {
         let Prepared { root, mut report } = prepared;
         let started = Instant::now();
         if !report.unchanged && !tags.is_empty() {
@@ -170,9 +181,17 @@ impl Copier {
         Ok(report)
     }
 
-    async fn all_tags_current(&self, dst: &dyn Store, digest: &Digest, tags: &[String]) -> Result<bool> {
+    async fn all_tags_current(
+        &self,
+        dst: &dyn Store,
+        digest: &Digest,
+        tags: &[String],
+    ) -> Result<bool> {
         if tags.is_empty() {
-            return Ok(dst.resolve(&Target::Digest(digest.clone())).await?.is_some());
+            return Ok(dst
+                .resolve(&Target::Digest(digest.clone()))
+                .await?
+                .is_some());
         }
         for t in tags {
             match dst.resolve(&Target::Tag(t.clone())).await? {
@@ -183,9 +202,20 @@ impl Copier {
         Ok(true)
     }
 
-    async fn copy_blobs(&self, src: &dyn Store, dst: &dyn Store, graph: &Graph, jobs: usize) -> Result<BlobCounts> {
+    async fn copy_blobs(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        graph: &Graph,
+        jobs: usize,
+    ) -> Result<BlobCounts> {
         let results: Vec<(u64, Result<BlobOutcome>)> = futures::stream::iter(&graph.blobs)
-            .map(|d| async move { (d.size, copy_blob(src, dst, d, &self.ledger, &self.reporter).await) })
+            .map(|d| async move {
+                (
+                    d.size,
+                    copy_blob(src, dst, d, &self.ledger, &self.reporter).await,
+                )
+            })
             .buffer_unordered(jobs.max(1))
             .collect()
             .await;
@@ -206,11 +236,15 @@ impl Copier {
 
     /// Pushes a manifest by digest unless present; true when it was pushed.
     async fn push_manifest(&self, dst: &dyn Store, m: &RawManifest) -> Result<bool> {
-        let present = dst.resolve(&Target::Digest(m.digest.clone())).await?.is_some();
+        let present = dst
+            .resolve(&Target::Digest(m.digest.clone()))
+            .await?
+            .is_some();
         if !present {
             dst.put_manifest(m, &[]).await?;
         }
-        self.reporter.manifest_done(&m.digest, &m.media_type, present);
+        self.reporter
+            .manifest_done(&m.digest, &m.media_type, present);
         Ok(!present)
     }
 }
