@@ -74,6 +74,10 @@ pub(crate) struct Inner {
     pub retry: RetryPolicy,
     pub auth: Authenticator,
     pub stats: Counters,
+    /// Upload settings from the options.
+    pub upload: super::upload::UploadSettings,
+    /// What uploads taught us about this registry.
+    pub upload_profile: std::sync::Mutex<super::upload::UploadProfile>,
 }
 
 impl Inner {

@@ -33,6 +33,9 @@ pub use challenge::{parse_challenges, Challenge};
 pub use errors::{parse_envelope, redact};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use stats::ClientStats;
+pub use upload::{
+    UploadProfile, UploadReport, UploadStrategy, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE,
+};
 
 use client::{Inner, Req};
 use errors::Ctx;
@@ -56,6 +59,16 @@ pub struct RegistryOptions {
     /// Longest silence while waiting for bytes of an answer (a stalled transfer fails, then is
     /// retried).
     pub read_timeout: Duration,
+    /// How blobs are uploaded (default `Auto`: monolithic up to one chunk, chunked above, with
+    /// fallbacks; see the `upload` module doc).
+    pub upload_strategy: UploadStrategy,
+    /// Bytes per chunk of a chunked upload ([`DEFAULT_CHUNK_SIZE`], 16 MiB), raised to the
+    /// registry's `OCI-Chunk-Min-Length`, lowered when the registry refuses a size. Memory does
+    /// not grow with it: chunks stream from the source.
+    pub chunk_size: u64,
+    /// The largest chunk ever sent, whatever the registry announces as its minimum
+    /// ([`DEFAULT_MAX_CHUNK_SIZE`], 256 MiB).
+    pub max_chunk_size: u64,
 }
 
 impl Default for RegistryOptions {
@@ -69,6 +82,9 @@ impl Default for RegistryOptions {
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(300),
+            upload_strategy: UploadStrategy::Auto,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
         }
     }
 }
@@ -81,6 +97,9 @@ impl std::fmt::Debug for RegistryOptions {
             .field("ca_file", &self.ca_file)
             .field("retry", &self.retry)
             .field("user_agent", &self.user_agent)
+            .field("upload_strategy", &self.upload_strategy)
+            .field("chunk_size", &self.chunk_size)
+            .field("max_chunk_size", &self.max_chunk_size)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +134,12 @@ impl RegistryClient {
             auth: auth::Authenticator::new(host, opts.credentials.clone()),
             retry: opts.retry,
             stats: Default::default(),
+            upload: upload::UploadSettings {
+                strategy: opts.upload_strategy,
+                chunk_size: opts.chunk_size,
+                max_chunk_size: opts.max_chunk_size,
+            },
+            upload_profile: Default::default(),
         };
         Ok(RegistryClient {
             inner: Arc::new(inner),
@@ -160,6 +185,11 @@ impl RegistryClient {
     /// What this client (and its clones) has sent so far.
     pub fn stats(&self) -> ClientStats {
         self.inner.stats.snapshot()
+    }
+
+    /// What uploads learned about this registry so far (refused strategies, chunk limits).
+    pub fn upload_profile(&self) -> UploadProfile {
+        self.inner.upload_profile.lock().unwrap().clone()
     }
 }
 
@@ -208,6 +238,24 @@ impl RegistryStore {
     /// `/v2/<repository>/<path>`.
     fn url(&self, path: &str) -> url::Url {
         self.inner().url(&format!("{}/{path}", self.repository))
+    }
+
+    /// Uploads a blob like [`Store::put_blob`], but with `strategy` and `chunk_size` instead of
+    /// the client's settings (a forced strategy has no fallback), and says how it went. Meant for
+    /// benchmarks and tools that know the registry.
+    pub async fn upload_with(
+        &self,
+        desc: &Descriptor,
+        source: &dyn BlobSource,
+        strategy: UploadStrategy,
+        chunk_size: u64,
+    ) -> Result<UploadReport> {
+        let settings = upload::UploadSettings {
+            strategy,
+            chunk_size,
+            ..self.inner().upload
+        };
+        upload::upload(self, desc, source, settings).await
     }
 }
 

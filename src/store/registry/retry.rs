@@ -166,19 +166,27 @@ where
         let Some(delay) = budget.next_delay(failure.retry_after) else {
             return Err(failure.error.with_attempts(n));
         };
+        subject.note_retry(n, delay, &failure.error);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+impl Subject<'_> {
+    /// Logs (and counts) that attempt number `attempt` failed with `reason` and another follows
+    /// after `delay`.
+    pub fn note_retry(&self, attempt: u32, delay: Duration, reason: &Error) {
         tracing::warn!(
-            registry = subject.registry,
-            op = %subject.op,
-            target = subject.target,
-            attempt = n,
+            registry = self.registry,
+            op = %self.op,
+            target = self.target,
+            attempt,
             delay_ms = delay.as_millis() as u64,
-            reason = %failure.error,
+            reason = %reason,
             "retrying"
         );
-        if let Some(s) = subject.stats {
+        if let Some(s) = self.stats {
             s.add_retry();
         }
-        tokio::time::sleep(delay).await;
     }
 }
 

@@ -1,6 +1,10 @@
 //! Per-client request counters, so callers and tests can see what went over the wire.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Resume offsets kept in [`ClientStats::upload_resume_offsets`] (the first ones).
+const MAX_OFFSETS_KEPT: usize = 256;
 
 /// A snapshot of what one [`super::RegistryClient`] (and its clones) sent and received.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,6 +30,26 @@ pub struct ClientStats {
     pub mounts_attempted: u64,
     pub mounts_succeeded: u64,
     pub tag_list_pages: u64,
+    /// Blobs stored by a monolithic upload (`PUT` with the body, or a single `POST ?digest=`).
+    pub uploads_monolithic: u64,
+    /// Of those, blobs stored by a single `POST ?digest=` request.
+    pub uploads_single_post: u64,
+    /// Blobs stored by a chunked upload (`PATCH` with `Content-Range`, in order).
+    pub uploads_chunked: u64,
+    /// Blobs stored by a streamed upload (one `PATCH` without `Content-Range`).
+    pub uploads_streamed: u64,
+    /// Upload `PATCH` requests sent (chunks and streams), failed ones included.
+    pub upload_patches: u64,
+    /// Times an upload went on from where the registry said it stood after a failure.
+    pub upload_resumes: u64,
+    /// The offsets those resumes started from, in order (the first 256).
+    pub upload_resume_offsets: Vec<u64>,
+    /// Times an upload had to start over in a new session (session lost, or a monolithic retry).
+    pub upload_restarts: u64,
+    /// Times a strategy the registry refused was given up for the next one.
+    pub upload_fallbacks: u64,
+    /// Times the chunk size changed because the registry refused a chunk's size.
+    pub chunk_size_changes: u64,
 }
 
 #[derive(Default)]
@@ -44,6 +68,28 @@ pub(crate) struct Counters {
     mounts_attempted: AtomicU64,
     mounts_succeeded: AtomicU64,
     tag_list_pages: AtomicU64,
+    uploads_monolithic: AtomicU64,
+    uploads_single_post: AtomicU64,
+    uploads_chunked: AtomicU64,
+    uploads_streamed: AtomicU64,
+    upload_patches: AtomicU64,
+    upload_resumes: AtomicU64,
+    upload_resume_offsets: Mutex<Vec<u64>>,
+    upload_restarts: AtomicU64,
+    upload_fallbacks: AtomicU64,
+    chunk_size_changes: AtomicU64,
+}
+
+/// Upload events counted in [`ClientStats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UploadEvent {
+    Monolithic,
+    SinglePost,
+    Chunked,
+    Streamed,
+    Restart,
+    Fallback,
+    ChunkSizeChange,
 }
 
 /// What a request was, for counting.
@@ -56,6 +102,7 @@ pub(crate) enum Kind {
     BlobHead,
     BlobGet,
     UploadStart,
+    UploadPatch,
     Mount,
     TagList,
 }
@@ -71,6 +118,7 @@ impl Counters {
             Kind::BlobHead => &self.blob_heads,
             Kind::BlobGet => &self.blob_gets,
             Kind::UploadStart => &self.blob_uploads,
+            Kind::UploadPatch => &self.upload_patches,
             Kind::Mount => &self.mounts_attempted,
             Kind::TagList => &self.tag_list_pages,
         };
@@ -98,6 +146,28 @@ impl Counters {
         self.blob_bytes_uploaded.fetch_add(n, Relaxed);
     }
 
+    pub fn upload(&self, event: UploadEvent) {
+        let c = match event {
+            UploadEvent::Monolithic => &self.uploads_monolithic,
+            UploadEvent::SinglePost => &self.uploads_single_post,
+            UploadEvent::Chunked => &self.uploads_chunked,
+            UploadEvent::Streamed => &self.uploads_streamed,
+            UploadEvent::Restart => &self.upload_restarts,
+            UploadEvent::Fallback => &self.upload_fallbacks,
+            UploadEvent::ChunkSizeChange => &self.chunk_size_changes,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// An upload resumed at `offset`.
+    pub fn add_resume(&self, offset: u64) {
+        self.upload_resumes.fetch_add(1, Relaxed);
+        let mut offsets = self.upload_resume_offsets.lock().unwrap();
+        if offsets.len() < MAX_OFFSETS_KEPT {
+            offsets.push(offset);
+        }
+    }
+
     pub fn snapshot(&self) -> ClientStats {
         let g = |a: &AtomicU64| a.load(Relaxed);
         ClientStats {
@@ -115,6 +185,16 @@ impl Counters {
             mounts_attempted: g(&self.mounts_attempted),
             mounts_succeeded: g(&self.mounts_succeeded),
             tag_list_pages: g(&self.tag_list_pages),
+            uploads_monolithic: g(&self.uploads_monolithic),
+            uploads_single_post: g(&self.uploads_single_post),
+            uploads_chunked: g(&self.uploads_chunked),
+            uploads_streamed: g(&self.uploads_streamed),
+            upload_patches: g(&self.upload_patches),
+            upload_resumes: g(&self.upload_resumes),
+            upload_resume_offsets: self.upload_resume_offsets.lock().unwrap().clone(),
+            upload_restarts: g(&self.upload_restarts),
+            upload_fallbacks: g(&self.upload_fallbacks),
+            chunk_size_changes: g(&self.chunk_size_changes),
         }
     }
 }

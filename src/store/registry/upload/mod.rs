@@ -1,0 +1,220 @@
+//! Writing blobs: strategies chosen per blob and per registry, automatic fallback, resume
+//! instead of restart, verification while streaming, and cross-repository mounts.
+//!
+//! # Strategies
+//!
+//! - **monolithic** ([`monolithic`]): `POST` a session, then `PUT ?digest=` with the whole body.
+//!   Blobs up to 256 KiB are read into memory, verified, and first offered as a single
+//!   `POST ?digest=` (one request where the registry supports it; distribution answers 202 and
+//!   the body is sent again on the session, once per run: the client remembers).
+//! - **chunked** ([`resumable`]): `PATCH` with `Content-Range` and `Content-Length` per chunk, in
+//!   order, following the `Location` of every answer; 201 or 202 accepted; the last chunk rides
+//!   on the closing `PUT`. The chunk size is the setting, raised to the registry's
+//!   `OCI-Chunk-Min-Length`, capped by `max_chunk_size` and by what the registry accepted.
+//! - **streamed** ([`resumable`]): one `PATCH` without `Content-Range` (what docker and crane
+//!   send), then an empty `PUT`.
+//!
+//! # Defaults, and why
+//!
+//! `auto` sends a blob monolithically when it fits in one chunk (16 MiB), chunked otherwise.
+//! A small blob gains nothing from chunks and costs one request less; a large one gains resume
+//! (a failure loses at most one chunk) and passes registries that cap a request's body (ACR:
+//! ~20 MB). 16 MiB is above ECR's 5 MiB part minimum and below ACR's cap; on loopback against
+//! distribution 2.8 it costs about as much as one streamed request (see the crate README's
+//! measurements), so resumability is nearly free. When a registry refuses a strategy the next
+//! one is tried: chunked → monolithic → streamed for large blobs, monolithic → chunked →
+//! streamed for small ones. Refusals teach the client ([`UploadProfile`]) for the rest of the
+//! run: a `413` (or a `416` at the right offset) halves the chunk size (GHCR: 4 MiB); a refused
+//! part below 5 MiB raises it to 5 MiB (ECR); a refused chunked `PATCH` (GAR) or a refused
+//! monolithic size moves later blobs to the next strategy at once.
+//!
+//! # Memory, verification, resume
+//!
+//! Bodies stream from the source ([`feed`]): nothing is buffered beyond one source frame (and
+//! the small-blob buffer), whatever the chunk size; one request per blob is in flight. Bytes are
+//! hashed as they leave; the last one is held back until the digest matches, so a wrong source
+//! never completes a request and a failed upload cancels its session (`DELETE`, also when the
+//! upload future is dropped). A chunked or streamed upload that fails (connection drop, 5xx, 429,
+//! 416) asks the registry where it stands (`GET` → `Range`) and continues from there, re-reading
+//! the source from the last acknowledged chunk and re-hashing up to the registry's offset; a
+//! session that is gone (404, as distribution answers after a partial write) starts over.
+//! Monolithic uploads cannot resume and start over. Retries follow the client's [`RetryPolicy`]
+//! per request (per chunk for chunked uploads); every one is logged.
+//!
+//! [`RetryPolicy`]: super::RetryPolicy
+
+mod feed;
+mod monolithic;
+mod mount;
+mod plan;
+mod resumable;
+mod session;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub(super) use mount::mount;
+pub(crate) use plan::UploadSettings;
+pub use plan::{UploadProfile, UploadStrategy, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE};
+
+use super::errors::Ctx;
+use super::stats::UploadEvent;
+use super::RegistryStore;
+use crate::error::{Error, Op, Result};
+use crate::manifest::Descriptor;
+use crate::store::BlobSource;
+
+/// How one blob upload went.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UploadReport {
+    /// The strategy that stored the blob.
+    pub strategy: UploadStrategy,
+    /// Stored by a single `POST ?digest=`.
+    pub single_post: bool,
+    /// Body bytes handed to the network for this blob, every attempt included.
+    pub bytes_sent: u64,
+    /// `PATCH` requests the registry accepted.
+    pub patches: u32,
+    /// The chunk size at the end, for chunked uploads.
+    pub chunk_size: Option<u64>,
+    /// Offsets the upload went on from after failures, in order.
+    pub resume_offsets: Vec<u64>,
+    /// New sessions after a session was lost or a monolithic attempt failed.
+    pub restarts: u32,
+    /// Strategies given up because the registry refused them.
+    pub fallbacks: u32,
+    /// Failed attempts that were retried.
+    pub retries: u32,
+}
+
+/// One blob upload: what, where from, how, and what happened so far.
+pub(super) struct Upload<'a> {
+    pub store: &'a RegistryStore,
+    pub ctx: Ctx,
+    pub desc: &'a Descriptor,
+    pub source: &'a dyn BlobSource,
+    pub settings: UploadSettings,
+    pub report: UploadReport,
+    /// Body bytes sent, shared with the request bodies.
+    pub sent: Arc<AtomicU64>,
+}
+
+/// Why a strategy ended without storing the blob.
+pub(super) enum Stop {
+    /// The registry refused this way of uploading: try the next strategy.
+    Refused(Error),
+    /// Final: nothing else will do better.
+    Failed(Error),
+}
+
+impl Upload<'_> {
+    /// Reads the client's upload profile.
+    pub fn profile(&self) -> UploadProfile {
+        self.store.inner().upload_profile.lock().unwrap().clone()
+    }
+
+    /// Updates the client's upload profile.
+    pub fn learn<T>(&self, f: impl FnOnce(&mut UploadProfile) -> T) -> T {
+        f(&mut self.store.inner().upload_profile.lock().unwrap())
+    }
+
+    pub fn event(&self, e: UploadEvent) {
+        self.store.inner().stats.upload(e);
+    }
+
+    /// An upload that resumes at `offset`.
+    pub fn resumed(&mut self, offset: u64) {
+        self.store.inner().stats.add_resume(offset);
+        self.report.resume_offsets.push(offset);
+    }
+
+    pub fn restarted(&mut self) {
+        self.event(UploadEvent::Restart);
+        self.report.restarts += 1;
+    }
+
+    pub fn subject(&self) -> super::retry::Subject<'_> {
+        self.store.inner().subject(&self.ctx)
+    }
+}
+
+/// `put_blob`: the client's settings; returns the blob's size.
+pub(super) async fn put(
+    store: &RegistryStore,
+    desc: &Descriptor,
+    source: &dyn BlobSource,
+) -> Result<u64> {
+    let settings = store.inner().upload;
+    upload(store, desc, source, settings)
+        .await
+        .map(|_| desc.size)
+}
+
+/// Uploads `desc` from `source` with `settings`, falling back through the strategies the
+/// registry accepts (a forced strategy has no fallback).
+pub(super) async fn upload(
+    store: &RegistryStore,
+    desc: &Descriptor,
+    source: &dyn BlobSource,
+    settings: UploadSettings,
+) -> Result<UploadReport> {
+    let mut up = Upload {
+        store,
+        ctx: store.ctx(Op::UploadBlob, desc.digest.to_string()),
+        desc,
+        source,
+        settings,
+        report: UploadReport::default(),
+        sent: Arc::default(),
+    };
+    let mut plan = up.profile().plan(desc.size, &settings);
+    if plan.is_empty() {
+        // Everything was refused before, for blobs like this one: ask again.
+        plan = vec![
+            UploadStrategy::Chunked,
+            UploadStrategy::Monolithic,
+            UploadStrategy::Streamed,
+        ];
+    }
+    let mut refusal = None;
+    for strategy in plan {
+        if let Some(e) = &refusal {
+            up.event(UploadEvent::Fallback);
+            up.report.fallbacks += 1;
+            tracing::warn!(registry = %up.ctx.registry, op = %up.ctx.op, digest = %desc.digest,
+                strategy = %strategy, reason = %e, "upload strategy refused; trying the next");
+        }
+        let outcome = attempt(&mut up, strategy).await;
+        match outcome {
+            Ok(()) => return Ok(finish(up, strategy)),
+            Err(Stop::Failed(e)) => return Err(e),
+            Err(Stop::Refused(e)) => refusal = Some(e),
+        }
+    }
+    Err(refusal.expect("a plan has at least one strategy"))
+}
+
+async fn attempt(up: &mut Upload<'_>, strategy: UploadStrategy) -> std::result::Result<(), Stop> {
+    match strategy {
+        UploadStrategy::Chunked => resumable::upload(up, true).await,
+        UploadStrategy::Streamed => resumable::upload(up, false).await,
+        UploadStrategy::Monolithic | UploadStrategy::Auto => monolithic::upload(up).await,
+    }
+}
+
+fn finish(mut up: Upload<'_>, strategy: UploadStrategy) -> UploadReport {
+    up.report.strategy = strategy;
+    up.report.bytes_sent = up.sent.load(Ordering::Relaxed);
+    up.learn(|p| p.last_success = Some(strategy));
+    up.event(match strategy {
+        UploadStrategy::Chunked => UploadEvent::Chunked,
+        UploadStrategy::Streamed => UploadEvent::Streamed,
+        _ => UploadEvent::Monolithic,
+    });
+    if up.report.single_post {
+        up.event(UploadEvent::SinglePost);
+    }
+    tracing::debug!(registry = %up.ctx.registry, digest = %up.desc.digest, strategy = %strategy,
+        bytes = up.report.bytes_sent, resumes = up.report.resume_offsets.len(), "blob uploaded");
+    up.report
+}

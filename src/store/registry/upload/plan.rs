@@ -1,0 +1,243 @@
+//! Choosing how to upload a blob: the strategies, the chunk size, and what a registry taught us
+//! (refusals and limits), remembered per client for the rest of the run.
+
+use std::fmt;
+use std::str::FromStr;
+
+const MIB: u64 = 1024 * 1024;
+
+/// The default chunk size (see the module doc of `upload` for why).
+pub const DEFAULT_CHUNK_SIZE: u64 = 16 * MIB;
+/// The default per-request cap on a chunk, whatever the registry's announced minimum.
+pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 256 * MIB;
+/// Blobs up to this size are read into memory, verified, and sent in one replayable request.
+pub(super) const SMALL_BLOB: u64 = 256 * 1024;
+/// The part minimum of S3-backed registries (ECR): a chunk below it that is refused is tried
+/// again at this size.
+pub(super) const PART_MIN: u64 = 5 * MIB;
+/// The chunk size never shrinks below this.
+pub(super) const CHUNK_FLOOR: u64 = 256 * 1024;
+
+/// How a blob's bytes go to the registry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum UploadStrategy {
+    /// Per blob: monolithic when it fits in one chunk, chunked otherwise, falling back to the
+    /// others when the registry refuses one.
+    #[default]
+    Auto,
+    /// `POST` a session, then `PUT ?digest=` with the whole body (or one `POST ?digest=`).
+    Monolithic,
+    /// `PATCH` with `Content-Range` per chunk, in order; the last chunk rides on the `PUT`.
+    Chunked,
+    /// One `PATCH` without `Content-Range` carrying everything, then an empty `PUT`.
+    Streamed,
+}
+
+impl UploadStrategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            UploadStrategy::Auto => "auto",
+            UploadStrategy::Monolithic => "monolithic",
+            UploadStrategy::Chunked => "chunked",
+            UploadStrategy::Streamed => "streamed",
+        }
+    }
+}
+
+impl fmt::Display for UploadStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for UploadStrategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(UploadStrategy::Auto),
+            "monolithic" => Ok(UploadStrategy::Monolithic),
+            "chunked" => Ok(UploadStrategy::Chunked),
+            "streamed" => Ok(UploadStrategy::Streamed),
+            _ => Err(format!(
+                "unknown upload strategy {s:?} (auto, monolithic, chunked, streamed)"
+            )),
+        }
+    }
+}
+
+/// What the upload engine learned about one registry; see [`super::super::RegistryClient::upload_profile`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UploadProfile {
+    /// Whether a single `POST ?digest=` with the body stores a small blob (`None`: not tried).
+    pub single_post: Option<bool>,
+    /// The registry refused chunked uploads (a `PATCH` with `Content-Range`).
+    pub chunked_refused: bool,
+    /// The registry refused a streamed `PATCH`.
+    pub streamed_refused: bool,
+    /// The smallest monolithic upload the registry refused: larger ones go another way.
+    pub monolithic_refused_from: Option<u64>,
+    /// The largest chunk to send, learned from refused sizes (413, or 416 at the right offset).
+    pub max_chunk: Option<u64>,
+    /// The smallest non-final chunk: `OCI-Chunk-Min-Length`, or learned from a refused small part.
+    pub min_chunk: Option<u64>,
+    /// The strategy of the last upload that succeeded.
+    pub last_success: Option<UploadStrategy>,
+}
+
+/// Upload settings of one call: the client's options, or a caller's override.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UploadSettings {
+    pub strategy: UploadStrategy,
+    pub chunk_size: u64,
+    pub max_chunk_size: u64,
+}
+
+impl UploadProfile {
+    /// The chunk size to use: the wanted size within the cap, raised to the registry's minimum
+    /// and lowered to what it accepted; `None` when the two contradict (no chunk size works).
+    pub(crate) fn chunk_size(&self, s: &UploadSettings) -> Option<u64> {
+        let cap = s.max_chunk_size.max(CHUNK_FLOOR);
+        let max = self.max_chunk.map_or(cap, |m| m.min(cap));
+        let min = self.min_chunk.unwrap_or(0);
+        if min > max {
+            return None;
+        }
+        Some(s.chunk_size.max(CHUNK_FLOOR).clamp(min, max))
+    }
+
+    /// Strategies to try for a blob of `size`, in order. A forced strategy is tried alone.
+    pub(crate) fn plan(&self, size: u64, s: &UploadSettings) -> Vec<UploadStrategy> {
+        use UploadStrategy::*;
+        if s.strategy != Auto {
+            return vec![s.strategy];
+        }
+        let chunk = self.chunk_size(s);
+        let mono_ok = self.monolithic_refused_from.is_none_or(|r| size < r);
+        let fits = chunk.is_some_and(|c| size <= c) || size <= SMALL_BLOB;
+        let order = if fits && mono_ok {
+            [Monolithic, Chunked, Streamed]
+        } else {
+            [Chunked, Monolithic, Streamed]
+        };
+        order
+            .into_iter()
+            .filter(|st| match st {
+                Monolithic => mono_ok,
+                Chunked => chunk.is_some() && !self.chunked_refused,
+                Streamed => !self.streamed_refused,
+                Auto => false,
+            })
+            .collect()
+    }
+
+    /// A monolithic upload of `size` bytes was refused.
+    pub(crate) fn monolithic_refused(&mut self, size: u64) {
+        self.monolithic_refused_from =
+            Some(self.monolithic_refused_from.map_or(size, |r| r.min(size)));
+    }
+
+    /// A chunk of `len` bytes was refused as too large: a smaller size, if one is allowed.
+    pub(crate) fn shrink(&mut self, len: u64) -> Option<u64> {
+        let next = (len / 2).max(CHUNK_FLOOR);
+        if next >= len || self.min_chunk.is_some_and(|m| next < m) {
+            return None;
+        }
+        self.max_chunk = Some(self.max_chunk.map_or(next, |m| m.min(next)));
+        Some(next)
+    }
+
+    /// A non-final chunk of `len` bytes was refused (not for its size as far as we can tell):
+    /// when it was below [`PART_MIN`], the registry may want larger parts.
+    pub(crate) fn grow(&mut self, len: u64) -> Option<u64> {
+        let blocked = self.max_chunk.is_some_and(|m| m < PART_MIN);
+        if len >= PART_MIN || blocked || self.min_chunk.is_some_and(|m| m >= PART_MIN) {
+            return None;
+        }
+        self.min_chunk = Some(PART_MIN);
+        Some(PART_MIN)
+    }
+
+    /// The registry announced `OCI-Chunk-Min-Length`.
+    pub(crate) fn announced_min(&mut self, min: u64) {
+        self.min_chunk = Some(self.min_chunk.map_or(min, |m| m.max(min)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UploadStrategy::*;
+    use super::*;
+
+    fn settings(strategy: UploadStrategy, chunk: u64) -> UploadSettings {
+        UploadSettings {
+            strategy,
+            chunk_size: chunk,
+            max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
+        }
+    }
+
+    #[test]
+    fn auto_picks_by_size_and_forced_is_alone() {
+        let p = UploadProfile::default();
+        let s = settings(Auto, 16 * MIB);
+        assert_eq!(p.plan(MIB, &s), [Monolithic, Chunked, Streamed]);
+        assert_eq!(p.plan(16 * MIB, &s), [Monolithic, Chunked, Streamed]);
+        assert_eq!(p.plan(16 * MIB + 1, &s), [Chunked, Monolithic, Streamed]);
+        assert_eq!(p.plan(1, &settings(Streamed, MIB)), [Streamed]);
+    }
+
+    #[test]
+    fn refusals_reorder_and_remove() {
+        let s = settings(Auto, 16 * MIB);
+        let mut p = UploadProfile::default();
+        p.monolithic_refused(20 * MIB);
+        assert_eq!(p.plan(10 * MIB, &s), [Monolithic, Chunked, Streamed]);
+        assert_eq!(p.plan(100 * MIB, &s), [Chunked, Streamed]);
+        p.chunked_refused = true;
+        assert_eq!(p.plan(100 * MIB, &s), [Streamed]);
+        p.max_chunk = Some(4 * MIB);
+        p.chunked_refused = false;
+        assert_eq!(
+            p.plan(6 * MIB, &s),
+            [Chunked, Monolithic, Streamed],
+            "a blob above the learned request cap is chunked"
+        );
+    }
+
+    #[test]
+    fn chunk_size_between_minimum_and_caps() {
+        let mut p = UploadProfile::default();
+        assert_eq!(p.chunk_size(&settings(Auto, MIB)), Some(MIB));
+        assert_eq!(p.chunk_size(&settings(Auto, 1)), Some(CHUNK_FLOOR));
+        assert_eq!(
+            p.chunk_size(&settings(Auto, 1 << 40)),
+            Some(DEFAULT_MAX_CHUNK_SIZE)
+        );
+        p.announced_min(20 * MIB);
+        assert_eq!(p.chunk_size(&settings(Auto, MIB)), Some(20 * MIB));
+        p.max_chunk = Some(8 * MIB);
+        assert_eq!(p.chunk_size(&settings(Auto, MIB)), None, "contradiction");
+    }
+
+    #[test]
+    fn shrink_halves_down_to_the_floor_and_grow_jumps_to_the_part_minimum() {
+        let mut p = UploadProfile::default();
+        assert_eq!(p.shrink(16 * MIB), Some(8 * MIB));
+        assert_eq!(p.shrink(8 * MIB), Some(4 * MIB));
+        assert_eq!(p.max_chunk, Some(4 * MIB));
+        assert_eq!(p.shrink(CHUNK_FLOOR), None);
+        assert_eq!(p.grow(MIB), None, "not while a smaller cap is known");
+        let mut q = UploadProfile::default();
+        assert_eq!(q.grow(MIB), Some(PART_MIN));
+        assert_eq!(q.grow(MIB), None, "only once");
+        assert_eq!(q.grow(PART_MIN), None);
+        assert_eq!(q.chunk_size(&settings(Auto, MIB)), Some(PART_MIN));
+    }
+
+    #[test]
+    fn strategies_parse() {
+        assert_eq!("Chunked".parse::<UploadStrategy>(), Ok(Chunked));
+        assert!("ftp".parse::<UploadStrategy>().is_err());
+        assert_eq!(Streamed.to_string(), "streamed");
+    }
+}
