@@ -18,6 +18,7 @@
 
 mod auth;
 mod handlers;
+mod personality;
 mod respond;
 mod serve;
 mod state;
@@ -32,6 +33,9 @@ use bytes::Bytes;
 use ferry::Digest;
 
 use self::state::Shared;
+
+#[allow(unused_imports)]
+pub use self::personality::{Personality, Quirks};
 
 /// What a request was, for counters, the log and fault targeting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -148,8 +152,11 @@ pub struct FaultConfig {
     pub rotate_upload_location: bool,
     /// `Location` headers as paths (`/v2/...`) instead of absolute URLs.
     pub relative_locations: bool,
-    /// Sent as `OCI-Chunk-Min-Length` when an upload session is created.
+    /// Sent as `OCI-Chunk-Min-Length` when an upload session is created; a `PATCH` with
+    /// `Content-Range` and a smaller body is refused with 416.
     pub chunk_min_length: Option<u64>,
+    /// Quirks of real registries (see [`Personality`]).
+    pub quirks: Quirks,
 }
 
 impl FaultConfig {
@@ -212,6 +219,10 @@ pub struct Logged {
     /// Whether the request carried an `Authorization` header.
     pub authorization: bool,
     pub content_range: Option<String>,
+    /// The request's `Range` header (blob GETs).
+    pub range: Option<String>,
+    /// The request's `Content-Length` header.
+    pub content_length: Option<u64>,
     /// Request body bytes the server read.
     pub body_bytes: u64,
     /// True when it arrived at the redirect target.

@@ -253,7 +253,13 @@ fn get_blob(
         ("content-type", "application/octet-stream".to_string()),
         ("docker-content-digest", d.to_string()),
     ];
-    serve_bytes(&ctx.shared, bytes, req_headers, head, drop_after, &headers)
+    let no_range = HeaderMap::new();
+    let asked = if ctx.shared.cfg.quirks.ignore_range {
+        &no_range
+    } else {
+        req_headers
+    };
+    serve_bytes(&ctx.shared, bytes, asked, head, drop_after, &headers)
 }
 
 fn tags_list(ctx: &Ctx, repo: &str) -> Resp {

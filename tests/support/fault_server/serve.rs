@@ -244,6 +244,8 @@ async fn handle(
         status: 0,
         authorization: req.headers().contains_key("authorization"),
         content_range: header("content-range"),
+        range: header("range"),
+        content_length: header("content-length").and_then(|v| v.parse().ok()),
         body_bytes: 0,
         redirected,
     };

@@ -66,6 +66,8 @@ pub(super) struct Upload {
     pub hasher: DigestHasher,
     /// Bumped on every PATCH; part of the `Location`.
     pub state: u64,
+    /// Where the first PATCH ended (for a stale `Range` quirk).
+    pub first_patch_end: Option<u64>,
 }
 
 impl Upload {
@@ -222,6 +224,7 @@ impl Data {
             data: Vec::new(),
             hasher: DigestHasher::new(),
             state: 0,
+            first_patch_end: None,
         }));
         self.uploads.insert(id, up.clone());
         up

@@ -13,16 +13,21 @@ use super::handlers::{query, query_one};
 use super::respond::{self, oci_error, BoxError, Resp};
 use super::serve::Ctx;
 use super::state::Upload;
+use super::Kind;
 
 type Session = Arc<tokio::sync::Mutex<Upload>>;
 
 /// `Location`, `Range`, `Docker-Upload-UUID` of a session, with `code`.
 fn session_response(ctx: &Ctx, up: &Upload, code: u16) -> Resp {
+    session_response_at(ctx, up, code, (up.data.len() as u64).saturating_sub(1))
+}
+
+/// [`session_response`] with `Range: 0-<end>` whatever the session holds.
+fn session_response_at(ctx: &Ctx, up: &Upload, code: u16, end: u64) -> Resp {
     let path = format!(
         "/v2/{}/blobs/uploads/{}?_state={}",
         up.repo, up.id, up.state
     );
-    let end = (up.data.len() as u64).saturating_sub(1);
     let mut headers = vec![
         ("location", ctx.shared.location(&path)),
         ("range", format!("0-{end}")),
@@ -139,12 +144,67 @@ pub(super) async fn handle(
     }
 }
 
+/// The answer of a registry whose quirks refuse this upload request, judged by its headers.
+fn quirk_refusal(ctx: &Ctx, headers: &HeaderMap, up: &Upload) -> Option<Resp> {
+    let q = &ctx.shared.cfg.quirks;
+    let len = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let over = |max: Option<u64>| matches!((max, len), (Some(m), Some(n)) if n > m);
+    let ranged = headers.contains_key("content-range");
+    let patch = ctx.kind == Kind::UploadPatch;
+    if patch && q.refuse_patch {
+        let msg = "chunked uploads are not supported; upload monolithically";
+        return Some(oci_error(405, "UNSUPPORTED", msg, Value::Null));
+    }
+    if over(q.max_request_body) {
+        if ranged {
+            return Some(session_response(ctx, up, 416));
+        }
+        let msg = "request body too large";
+        return Some(oci_error(
+            413,
+            "SIZE_INVALID",
+            msg,
+            json!({ "length": len }),
+        ));
+    }
+    if !patch && over(q.max_monolithic_body) {
+        let msg = "monolithic upload too large; use chunks";
+        return Some(oci_error(
+            413,
+            "SIZE_INVALID",
+            msg,
+            json!({ "length": len }),
+        ));
+    }
+    let under = |min: Option<u64>| matches!((min, len), (Some(m), Some(n)) if n < m);
+    if patch && under(q.min_patch_body) {
+        let msg = "layer part smaller than the minimum part size";
+        return Some(oci_error(
+            400,
+            "BLOB_UPLOAD_INVALID",
+            msg,
+            json!({ "length": len }),
+        ));
+    }
+    if patch && ranged && under(ctx.shared.cfg.chunk_min_length) {
+        return Some(session_response(ctx, up, 416));
+    }
+    None
+}
+
 /// Appends the request body, checking `Content-Range` when present. `Err(resp)` when refused.
 async fn append(
     ctx: &mut Ctx,
     req: Request<Incoming>,
     up: &mut Upload,
 ) -> Result<Result<(), Resp>, BoxError> {
+    if let Some(refused) = quirk_refusal(ctx, req.headers(), up) {
+        ctx.read_body(req.into_body(), |_| {}).await?;
+        return Ok(Err(refused));
+    }
     let range = content_range(req.headers());
     let before = up.data.len();
     let expect = match range {
@@ -183,7 +243,16 @@ async fn patch(ctx: &mut Ctx, req: Request<Incoming>, up: &mut Upload) -> Result
         return Ok(refused);
     }
     up.state += 1;
-    Ok(session_response(ctx, up, 202))
+    let end = (up.data.len() as u64).saturating_sub(1);
+    let first = *up.first_patch_end.get_or_insert(end);
+    let q = &ctx.shared.cfg.quirks;
+    let shown = if q.stale_patch_range { first } else { end };
+    Ok(session_response_at(
+        ctx,
+        up,
+        q.patch_status.unwrap_or(202),
+        shown,
+    ))
 }
 
 /// Appends the final body, verifies the digest, commits the blob and closes the session.

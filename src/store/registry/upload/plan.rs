@@ -112,7 +112,7 @@ impl UploadProfile {
             return vec![s.strategy];
         }
         let chunk = self.chunk_size(s);
-        let mono_ok = self.monolithic_refused_from.is_none_or(|r| size < r);
+        let mono_ok = self.put_takes(size);
         let fits = chunk.is_some_and(|c| size <= c) || size <= SMALL_BLOB;
         let order = if fits && mono_ok {
             [Monolithic, Chunked, Streamed]
@@ -136,14 +136,21 @@ impl UploadProfile {
             Some(self.monolithic_refused_from.map_or(size, |r| r.min(size)));
     }
 
-    /// A chunk of `len` bytes was refused as too large: a smaller size, if one is allowed.
+    /// A chunk of `len` bytes was refused as too large: the smaller size to use from now on, if
+    /// one is allowed.
     pub(crate) fn shrink(&mut self, len: u64) -> Option<u64> {
         let next = (len / 2).max(CHUNK_FLOOR);
         if next >= len || self.min_chunk.is_some_and(|m| next < m) {
             return None;
         }
-        self.max_chunk = Some(self.max_chunk.map_or(next, |m| m.min(next)));
-        Some(next)
+        let max = self.max_chunk.map_or(next, |m| m.min(next));
+        self.max_chunk = Some(max);
+        Some(max)
+    }
+
+    /// Whether a closing `PUT` may carry `len` bytes (none that large was refused).
+    pub(crate) fn put_takes(&self, len: u64) -> bool {
+        self.monolithic_refused_from.is_none_or(|r| len < r)
     }
 
     /// A non-final chunk of `len` bytes was refused (not for its size as far as we can tell):

@@ -39,8 +39,16 @@ struct Run<'u, 'a> {
 /// Uploads in chunks (`chunked`) or as one stream, resuming after failures.
 pub(super) async fn upload(up: &mut Upload<'_>, chunked: bool) -> Step {
     let client = up.store.client.inner.clone();
-    let chunk = if chunked { chunk_size(up)? } else { u64::MAX };
+    // The session first: its answer may announce the registry's minimum chunk length.
     let session = open(up).await?;
+    let chunk = match chunked.then(|| chunk_size(up)) {
+        None => u64::MAX,
+        Some(Ok(c)) => c,
+        Some(Err(stop)) => {
+            session.cancel().await;
+            return Err(stop);
+        }
+    };
     let mut run = Run {
         up,
         client,
@@ -51,8 +59,10 @@ pub(super) async fn upload(up: &mut Upload<'_>, chunked: bool) -> Step {
         snapshot: DigestHasher::new(),
         feed: None,
     };
-    run.reposition(0, None).await?;
-    let result = run.drive().await;
+    let mut result = run.reposition(0, None).await;
+    if result.is_ok() {
+        result = run.drive().await;
+    }
     if result.is_err() {
         run.session.cancel().await;
     }
@@ -129,7 +139,8 @@ impl<'a> Run<'_, 'a> {
         }
         let len = remaining.min(self.chunk);
         let range = Some((start, start + len - 1));
-        if len == remaining {
+        // The last chunk rides on the closing PUT, unless PUT bodies that large were refused.
+        if len == remaining && self.up.profile().put_takes(len) {
             (Send::Put { desc, range }, len)
         } else {
             (Send::Patch { range }, len)
@@ -171,11 +182,11 @@ impl<'a> Run<'_, 'a> {
             return Err(Stop::Failed(e));
         }
         match e.status() {
-            Some(413) => return self.too_large(e, len, feed).await.map(|()| true),
+            Some(413) => return self.too_large(e, len, closing, feed).await.map(|()| true),
             Some(416) => {
                 let at = self.status().await?;
                 if at == Some(self.confirmed) {
-                    return self.too_large(e, len, feed).await.map(|()| true);
+                    return self.too_large(e, len, closing, feed).await.map(|()| true);
                 }
                 self.wait(budget, e, None).await?;
                 return self.resume(at, feed).await.map(|()| false);
@@ -213,8 +224,17 @@ impl<'a> Run<'_, 'a> {
         Ok(())
     }
 
-    /// A piece of `len` bytes was refused for its size (413, or 416 at the right offset).
-    async fn too_large(&mut self, e: Error, len: u64, feed: Option<Feed>) -> Step {
+    /// A piece of `len` bytes was refused for its size (413, or 416 at the right offset). A
+    /// closing `PUT` that carried it learns that `PUT` bodies this large are refused (ACR): the
+    /// piece goes as a `PATCH` next time. A `PATCH` halves the chunk size (GHCR).
+    async fn too_large(&mut self, e: Error, len: u64, closing: bool, feed: Option<Feed>) -> Step {
+        if closing && len > 0 {
+            self.up.learn(|p| p.monolithic_refused(len));
+            tracing::warn!(registry = %self.up.ctx.registry, digest = %self.up.desc.digest, bytes = len,
+                reason = %e, "the closing PUT was refused for its size; the last chunk goes as a PATCH");
+            let at = self.status().await?;
+            return self.resume(at, feed).await;
+        }
         let smaller = self
             .chunked
             .then(|| self.up.learn(|p| p.shrink(len)))
