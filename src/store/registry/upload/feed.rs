@@ -29,6 +29,8 @@ pub(super) struct Feed {
     desc: Descriptor,
     /// `registry/repository`, for mismatch errors.
     location: String,
+    /// The source stream ended (it must not be polled again).
+    ended: bool,
 }
 
 impl Feed {
@@ -48,6 +50,7 @@ impl Feed {
             hasher,
             desc: desc.clone(),
             location: location.to_string(),
+            ended: false,
         };
         while feed.position() < at {
             let want = at - feed.position();
@@ -67,9 +70,12 @@ impl Feed {
 
     /// At the blob's end: fails when the source still has bytes (it is longer than the blob).
     pub async fn expect_end(&mut self) -> Result<()> {
-        loop {
+        if !self.leftover.is_empty() {
+            return self.check_end(self.leftover.len());
+        }
+        while !self.ended {
             match self.stream.next().await {
-                None => return Ok(()),
+                None => self.ended = true,
                 Some(Err(e)) => return Err(e),
                 Some(Ok(b)) if b.is_empty() => continue,
                 Some(Ok(b)) => {
@@ -79,6 +85,7 @@ impl Feed {
                 }
             }
         }
+        Ok(())
     }
 
     /// Offset of the next byte to hand out.
@@ -105,11 +112,17 @@ impl Feed {
         }
         let mut b = std::mem::take(&mut self.leftover);
         while b.is_empty() {
+            if self.ended {
+                return Poll::Ready(self.at_end());
+            }
             b = match self.stream.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(Some(Ok(b))) => b,
-                Poll::Ready(None) => return Poll::Ready(self.ended()),
+                Poll::Ready(None) => {
+                    self.ended = true;
+                    return Poll::Ready(self.at_end());
+                }
             };
         }
         let left_in_blob = self.desc.size.saturating_sub(self.position());
@@ -132,7 +145,7 @@ impl Feed {
     }
 
     /// The source ended: fine at the blob's end, a mismatch before it.
-    fn ended(&self) -> Option<Result<Bytes>> {
+    fn at_end(&self) -> Option<Result<Bytes>> {
         if self.position() < self.desc.size {
             return Some(Err(self.mismatch(self.hasher.clone())));
         }

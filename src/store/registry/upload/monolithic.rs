@@ -78,7 +78,7 @@ async fn read_small(up: &Upload<'_>) -> Result<Bytes> {
     let location = up.ctx.location();
     let mut feed = Feed::open(up.source, up.desc, DigestHasher::new(), 0, &location).await?;
     let mut body = BytesMut::with_capacity(up.desc.size as usize);
-    while let Some(b) = feed.next(up.desc.size).await {
+    while let Some(b) = feed.next(up.desc.size - feed.position()).await {
         body.extend_from_slice(&b?);
     }
     feed.verify_complete()?;
