@@ -1,5 +1,7 @@
 //! Reading blobs: HEAD for presence, GET streamed from an offset (`Range`), resumed from where it
-//! broke off when the connection drops mid-body.
+//! broke off when the connection drops mid-body (`Range: bytes=N-`; a server that ignores it
+//! answers 200 and its first N bytes are skipped, so no byte is yielded twice). Resumes are
+//! bounded per stall: the count restarts once the read made progress.
 
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
@@ -50,6 +52,7 @@ pub(super) async fn open(
         pos: offset,
         inner: Some(first),
         resumes: 0,
+        resumed_at: offset,
     };
     Ok(stream::unfold(state, Resume::next).boxed())
 }
@@ -136,7 +139,11 @@ struct Resume {
     /// Offset of the next byte to yield.
     pos: u64,
     inner: Option<BoxStream<'static, Result<bytes::Bytes>>>,
+    /// Resumes since the read last made progress (the budget is per stall, so a long read that
+    /// breaks off now and then keeps going).
     resumes: u32,
+    /// `pos` at the last resume.
+    resumed_at: u64,
 }
 
 impl Resume {
@@ -169,10 +176,14 @@ impl Resume {
     ) -> std::result::Result<BlobStream, Option<Error>> {
         let policy = &self.store.client.inner.retry;
         let retryable = err.as_ref().is_none_or(|e| e.is_retryable());
+        if self.pos > self.resumed_at {
+            self.resumes = 0;
+        }
         if !retryable || self.resumes + 1 >= policy.max_attempts {
-            return Err(err);
+            return Err(err.map(|e| e.with_attempts(self.resumes + 1)));
         }
         self.resumes += 1;
+        self.resumed_at = self.pos;
         let delay = policy.backoff(self.resumes);
         tracing::warn!(registry = %self.store.client.host(), op = %Op::GetBlob, digest = %self.desc.digest,
             offset = self.pos, attempt = self.resumes, reason = %err.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "body ended early".into()),

@@ -139,7 +139,7 @@ impl RegistryClient {
                 chunk_size: opts.chunk_size,
                 max_chunk_size: opts.max_chunk_size,
             },
-            upload_profile: Default::default(),
+            upload_profile: std::sync::Mutex::new(UploadProfile::for_host(api_host)),
         };
         Ok(RegistryClient {
             inner: Arc::new(inner),

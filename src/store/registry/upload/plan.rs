@@ -93,6 +93,29 @@ pub(crate) struct UploadSettings {
 }
 
 impl UploadProfile {
+    /// What is known in advance about a registry host (`host[:port]` of the API), so that the
+    /// usual registries work without a refusal first; uploads then learn the rest:
+    /// - `ghcr.io`: request bodies up to 4 MiB;
+    /// - `*.pkg.dev` (Google Artifact Registry): no chunked uploads;
+    /// - `*.azurecr.io`: monolithic bodies below 20 MB;
+    /// - `*.dkr.ecr.*.amazonaws.com`: non-final parts of at least 5 MiB.
+    pub fn for_host(host: &str) -> UploadProfile {
+        let name = host.rsplit_once(':').map_or(host, |(h, _)| h).to_ascii_lowercase();
+        let is = |suffix: &str| name == suffix.trim_start_matches('.') || name.ends_with(suffix);
+        let mut p = UploadProfile::default();
+        if is(".ghcr.io") {
+            p.max_chunk = Some(4 * MIB);
+            p.monolithic_refused_from = Some(4 * MIB + 1);
+        } else if is(".pkg.dev") {
+            p.chunked_refused = true;
+        } else if is(".azurecr.io") {
+            p.monolithic_refused_from = Some(20_000_000);
+        } else if name.contains(".dkr.ecr.") && is(".amazonaws.com") {
+            p.min_chunk = Some(PART_MIN);
+        }
+        p
+    }
+
     /// The chunk size to use: the wanted size within the cap, raised to the registry's minimum
     /// and lowered to what it accepted; `None` when the two contradict (no chunk size works).
     pub(crate) fn chunk_size(&self, s: &UploadSettings) -> Option<u64> {
@@ -239,6 +262,24 @@ mod tests {
         assert_eq!(q.grow(MIB), None, "only once");
         assert_eq!(q.grow(PART_MIN), None);
         assert_eq!(q.chunk_size(&settings(Auto, MIB)), Some(PART_MIN));
+    }
+
+    #[test]
+    fn known_hosts_start_with_their_limits() {
+        let ghcr = UploadProfile::for_host("ghcr.io");
+        let s = settings(Auto, 16 * MIB);
+        assert_eq!(ghcr.chunk_size(&s), Some(4 * MIB));
+        assert_eq!(ghcr.plan(5 * MIB, &s), [Chunked, Streamed]);
+        assert_eq!(ghcr.plan(4 * MIB, &s), [Monolithic, Chunked, Streamed]);
+        let gar = UploadProfile::for_host("europe-docker.pkg.dev");
+        assert_eq!(gar.plan(100 * MIB, &s), [Monolithic, Streamed]);
+        let acr = UploadProfile::for_host("team.azurecr.io:443");
+        assert!(!acr.put_takes(20_000_000) && acr.put_takes(16 * MIB));
+        let ecr = UploadProfile::for_host("123.dkr.ecr.eu-west-1.amazonaws.com");
+        assert_eq!(ecr.chunk_size(&settings(Auto, MIB)), Some(PART_MIN));
+        for other in ["localhost:5000", "notghcr.io", "registry-1.docker.io", "s3.amazonaws.com"] {
+            assert_eq!(UploadProfile::for_host(other), UploadProfile::default(), "{other}");
+        }
     }
 
     #[test]
