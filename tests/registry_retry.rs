@@ -1,39 +1,40 @@
-//! Retries against a scripted server: 5xx and 429 with `Retry-After`, bounded attempts, refused
+//! Retries against the fault server: 5xx and 429 with `Retry-After`, bounded attempts, refused
 //! connections, uploads started again after a failure, and blob reads resumed after a dropped body.
 mod registry_common;
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
-
 use ferry::error::Error;
+use ferry::manifest::{self, RawManifest};
 use ferry::store::{Store, Target};
-use registry_common::scripted::*;
 use registry_common::*;
-use support::token_server::full;
+use support::fault_server::{Fault, FaultConfig, FaultServer, Kind, Logged, Quirks};
+
+fn small_manifest() -> RawManifest {
+    let cfg = MemBlob::new("{}").descriptor("application/vnd.oci.image.config.v1+json");
+    let body = serde_json::json!({"schemaVersion": 2, "mediaType": manifest::OCI_MANIFEST, "config": cfg, "layers": []});
+    RawManifest::new(serde_json::to_vec(&body).unwrap().into(), None).unwrap()
+}
+
+/// Requests whose method is `method` and whose path and query contain `part`.
+fn seen(srv: &FaultServer, method: &str, part: &str) -> Vec<Logged> {
+    srv.requests()
+        .into_iter()
+        .filter(|l| l.method == method && l.uri.contains(part))
+        .collect()
+}
 
 #[tokio::test]
 async fn retry_after_is_honoured_for_503_and_429() {
     let m = small_manifest();
-    let m2 = m.clone();
-    let (srv, log) = scripted(move |_req, n| match n {
-        0 => status(503)
-            .header("retry-after", "1")
-            .body(error_body("UNAVAILABLE"))
-            .unwrap(),
-        1 => {
-            let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2));
-            status(429)
-                .header("retry-after", at)
-                .body(error_body("TOOMANYREQUESTS"))
-                .unwrap()
-        }
-        _ => manifest_response(&m2),
-    });
-    let c = client(&srv.addr.to_string(), None);
+    let srv = FaultServer::start(
+        FaultConfig::new()
+            .fault(Fault::retry_after(Kind::ManifestGet, 1, 503, 1))
+            .fault(Fault::retry_after_date(Kind::ManifestGet, 2, 429, 2)),
+    );
+    srv.put_manifest("a/b", "v1", &m.bytes, &m.media_type);
+    let c = client(&srv.host(), None);
     let logs = Logs::capture();
     let t0 = Instant::now();
     let got = store(&c, "a/b")
@@ -44,7 +45,7 @@ async fn retry_after_is_honoured_for_503_and_429() {
     assert_eq!(got.bytes, m.bytes);
     // 1 s, then an HTTP date 1-2 s ahead (second resolution): far above the 20 ms backoff.
     assert!(waited >= Duration::from_millis(1_900), "{waited:?}");
-    assert_eq!(count(&log, "GET", "/manifests/v1"), 3);
+    assert_eq!(seen(&srv, "GET", "/manifests/v1").len(), 3);
     assert_eq!(c.stats().retries, 2);
     let warned: Vec<String> = logs
         .text()
@@ -55,7 +56,7 @@ async fn retry_after_is_honoured_for_503_and_429() {
     assert_eq!(warned.len(), 2, "{warned:?}");
     for w in &warned {
         assert!(
-            w.contains(&srv.addr.to_string()) && w.contains("get manifest") && w.contains("v1"),
+            w.contains(&srv.host()) && w.contains("get manifest") && w.contains("v1"),
             "{w}"
         );
     }
@@ -67,17 +68,13 @@ async fn retry_after_is_honoured_for_503_and_429() {
 
 #[tokio::test]
 async fn retries_are_bounded_and_the_final_error_counts_attempts() {
-    let (srv, log) = scripted(|req, _| match req.uri().path() {
-        p if p.ends_with("/blobs/uploads/") => {
-            status(400).body(error_body("NAME_INVALID")).unwrap()
-        }
-        p if p.contains("/manifests/slow") => status(429)
-            .header("retry-after", "3600")
-            .body(error_body("TOOMANYREQUESTS"))
-            .unwrap(),
-        _ => status(500).body(full("<html>oops</html>")).unwrap(),
-    });
-    let c = client(&srv.addr.to_string(), None);
+    let srv = FaultServer::start(
+        FaultConfig::new()
+            .fault(Fault::status(Kind::ManifestGet, 1, 500).times(3))
+            .fault(Fault::retry_after(Kind::ManifestGet, 4, 429, 3600))
+            .fault(Fault::error(Kind::UploadStart, 1, 400, "NAME_INVALID")),
+    );
+    let c = client(&srv.host(), None);
     let s = store(&c, "a/b");
     let e = s.get_manifest(&Target::Tag("v1".into())).await.unwrap_err();
     assert!(
@@ -92,7 +89,7 @@ async fn retries_are_bounded_and_the_final_error_counts_attempts() {
         "{e:?}"
     );
     assert!(e.to_string().contains("after 3 attempts"), "{e}");
-    assert_eq!(count(&log, "GET", "/manifests/v1"), 3);
+    assert_eq!(seen(&srv, "GET", "/manifests/v1").len(), 3);
 
     // A Retry-After beyond the time budget ends the retries at once.
     let t0 = Instant::now();
@@ -104,7 +101,7 @@ async fn retries_are_bounded_and_the_final_error_counts_attempts() {
         t0.elapsed() < Duration::from_secs(2) && e.status() == Some(429),
         "{e}"
     );
-    assert_eq!(count(&log, "GET", "/manifests/slow"), 1);
+    assert_eq!(seen(&srv, "GET", "/manifests/slow").len(), 1);
 
     // A plain 4xx is not retried.
     let blob = MemBlob::new("x");
@@ -113,7 +110,7 @@ async fn retries_are_bounded_and_the_final_error_counts_attempts() {
         matches!(&e, Error::Registry { status: 400, attempts: 1, codes, .. } if codes[0].code == "NAME_INVALID"),
         "{e:?}"
     );
-    assert_eq!(count(&log, "POST", "/blobs/uploads/"), 1);
+    assert_eq!(seen(&srv, "POST", "/blobs/uploads/").len(), 1);
 }
 
 #[tokio::test]
@@ -135,34 +132,8 @@ async fn connection_failures_are_transport_errors_after_retries() {
 
 #[tokio::test]
 async fn failed_uploads_are_cancelled_and_started_again() {
-    let (srv, log) = scripted(move |req, n| {
-        let p = req.uri().path().to_string();
-        match req.method().as_str() {
-            "POST" => {
-                let loc = format!("/v2/a/b/blobs/uploads/session-{n}?_state=s{n}%3D%3D");
-                status(202).header("location", loc).body(full("")).unwrap()
-            }
-            "PUT" if p.ends_with("session-0") => {
-                status(503).body(error_body("UNAVAILABLE")).unwrap()
-            }
-            "PUT" => status(201)
-                .header(
-                    "docker-content-digest",
-                    req.uri()
-                        .query()
-                        .unwrap()
-                        .split("digest=")
-                        .nth(1)
-                        .unwrap()
-                        .replace("%3A", ":"),
-                )
-                .body(full(""))
-                .unwrap(),
-            "DELETE" => status(204).body(full("")).unwrap(),
-            _ => status(404).body(full("")).unwrap(),
-        }
-    });
-    let c = client(&srv.addr.to_string(), None);
+    let srv = FaultServer::start(FaultConfig::new().fault(Fault::status(Kind::UploadPut, 1, 503)));
+    let c = client(&srv.host(), None);
     let blob = MemBlob::new(bytes_of(11, 333_333));
     let desc = blob.descriptor("");
     assert_eq!(
@@ -174,34 +145,26 @@ async fn failed_uploads_are_cancelled_and_started_again() {
         vec![0, 0],
         "the source is read again from 0"
     );
-    let seen = log.lock().unwrap().clone();
-    let puts: Vec<&Seen> = seen.iter().filter(|s| s.method == "PUT").collect();
+    let puts = seen(&srv, "PUT", "/blobs/uploads/");
     assert_eq!(puts.len(), 2);
     let digest = desc.digest.to_string().replace(':', "%3A");
+    // The second session's Location, its query kept, the digest added.
     assert_eq!(
         puts[1].uri,
-        format!("/v2/a/b/blobs/uploads/session-1?_state=s1%3D%3D&digest={digest}")
+        format!("/v2/a/b/blobs/uploads/upload-2?_state=0&digest={digest}")
     );
-    assert_eq!(puts[1].body_len as u64, desc.size);
+    assert_eq!(puts[1].body_bytes, desc.size);
+    assert_eq!(puts[1].content_length, Some(desc.size));
     assert_eq!(
-        puts[1]
-            .headers
-            .get("content-length")
-            .unwrap()
-            .to_str()
-            .unwrap(),
-        desc.size.to_string()
+        puts[1].content_type.as_deref(),
+        Some("application/octet-stream")
     );
-    assert_eq!(
-        puts[1].headers.get("content-type").unwrap(),
-        "application/octet-stream"
-    );
-    let deletes: Vec<&Seen> = seen.iter().filter(|s| s.method == "DELETE").collect();
+    let deletes = seen(&srv, "DELETE", "/blobs/uploads/");
     assert_eq!(deletes.len(), 1);
     assert!(
         deletes[0]
             .uri
-            .starts_with("/v2/a/b/blobs/uploads/session-0?_state="),
+            .starts_with("/v2/a/b/blobs/uploads/upload-1?_state="),
         "{:?}",
         deletes[0]
     );
@@ -210,63 +173,20 @@ async fn failed_uploads_are_cancelled_and_started_again() {
         (st.blob_uploads, st.blob_bytes_uploaded),
         (2, 2 * desc.size)
     );
+    assert_eq!(srv.blob_in("a/b", &desc.digest).unwrap(), blob.bytes);
 }
 
 #[tokio::test]
 async fn ranges_ignored_by_the_server_and_dropped_bodies() {
     let data = bytes_of(5, 200_000);
-    let d2 = data.clone();
-    let (srv, log) = scripted(move |req, n| {
-        let range = req
-            .headers()
-            .get("range")
-            .map(|v| v.to_str().unwrap().to_string());
-        if req.uri().path().contains("ignores-range") {
-            return status(200).body(full(d2.clone())).unwrap();
-        }
-        match (n, range) {
-            // First read: promise everything, send 70 000 bytes, then drop the connection.
-            (0, _) => {
-                let part = d2.slice(..70_000);
-                let frames = futures::stream::unfold(0, move |i| {
-                    let part = part.clone();
-                    async move {
-                        match i {
-                            0 => Some((Ok(Frame::data(part)), 1)),
-                            1 => {
-                                // Let the bytes reach the client before the connection drops.
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                                Some((Err(std::io::Error::other("dropped")), 2))
-                            }
-                            _ => None,
-                        }
-                    }
-                });
-                status(200)
-                    .header("content-length", d2.len())
-                    .body(StreamBody::new(frames).boxed())
-                    .unwrap()
-            }
-            (_, Some(r)) => {
-                let from: usize = r
-                    .trim_start_matches("bytes=")
-                    .trim_end_matches('-')
-                    .parse()
-                    .unwrap();
-                status(206)
-                    .header(
-                        "content-range",
-                        format!("bytes {from}-{}/{}", d2.len() - 1, d2.len()),
-                    )
-                    .body(full(d2.slice(from..)))
-                    .unwrap()
-            }
-            _ => status(500).body(full("")).unwrap(),
-        }
-    });
-    let c = client(&srv.addr.to_string(), None);
     let blob = MemBlob::new(data.clone());
     let desc = blob.descriptor("");
+    let ignores = FaultServer::start(FaultConfig::new().quirks(Quirks {
+        ignore_range: true,
+        ..Quirks::default()
+    }));
+    ignores.put_blob(data.clone());
+    let c = client(&ignores.host(), None);
     let tail = read_all(
         store(&c, "x/ignores-range")
             .open_blob(&desc, 1234)
@@ -276,22 +196,24 @@ async fn ranges_ignored_by_the_server_and_dropped_bodies() {
     .await
     .unwrap();
     assert_eq!(tail, data[1234..]);
+    assert_eq!(ignores.requests()[0].status, 200, "the Range was ignored");
 
+    // First read: everything promised, 70 000 bytes sent, then the connection drops.
+    let drops = FaultServer::start(FaultConfig::new().fault(Fault::drop_body_after(
+        Kind::BlobGet,
+        1,
+        70_000,
+    )));
+    drops.put_blob(data.clone());
+    let c = client(&drops.host(), None);
     let all = read_all(store(&c, "x/drops").open_blob(&desc, 0).await.unwrap())
         .await
         .unwrap();
     assert_eq!(all.len(), data.len());
     assert!(all == data, "resumed bytes line up");
-    let ranges: Vec<String> = log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|s| s.uri.contains("x/drops"))
-        .filter_map(|s| {
-            s.headers
-                .get("range")
-                .map(|v| v.to_str().unwrap().to_string())
-        })
+    let ranges: Vec<String> = seen(&drops, "GET", "x/drops")
+        .into_iter()
+        .filter_map(|l| l.range)
         .collect();
     assert_eq!(ranges.len(), 1);
     let resumed_at: usize = ranges[0]
@@ -304,23 +226,12 @@ async fn ranges_ignored_by_the_server_and_dropped_bodies() {
 
 #[tokio::test]
 async fn a_failing_token_server_is_retried_once_per_request_not_per_attempt() {
-    let realm = Arc::new(std::sync::OnceLock::<String>::new());
-    let r2 = realm.clone();
-    let (srv, log) = scripted(move |req, _| {
-        if req.uri().path() == "/token" {
-            return status(503).body(full("")).unwrap();
-        }
-        let challenge = format!(
-            r#"Bearer realm="{}",service="svc",scope="repository:a/b:pull""#,
-            r2.get().unwrap()
-        );
-        status(401)
-            .header("www-authenticate", challenge)
-            .body(error_body("UNAUTHORIZED"))
-            .unwrap()
-    });
-    realm.set(srv.url("/token")).unwrap();
-    let c = client(&srv.addr.to_string(), None);
+    let srv = FaultServer::start(
+        FaultConfig::new()
+            .bearer_auth("u", "p", None)
+            .fault(Fault::status(Kind::Token, 1, 503).times(u64::MAX)),
+    );
+    let c = client(&srv.host(), None);
     let e = store(&c, "a/b")
         .get_manifest(&Target::Tag("v1".into()))
         .await
@@ -337,9 +248,9 @@ async fn a_failing_token_server_is_retried_once_per_request_not_per_attempt() {
         "{e:?}"
     );
     assert_eq!(
-        count(&log, "GET", "/token"),
+        seen(&srv, "GET", "/token").len(),
         3,
         "the token fetch has its own retries only"
     );
-    assert_eq!(count(&log, "GET", "/manifests/v1"), 1);
+    assert_eq!(seen(&srv, "GET", "/manifests/v1").len(), 1);
 }

@@ -1,8 +1,6 @@
 //! Helpers shared by the registry tests: clients, in-memory blob sources, small real images.
 #![allow(dead_code)]
 
-pub mod scripted;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -17,6 +17,7 @@
 //! The server runs on its own thread and tokio runtime, so it works from sync and async tests.
 
 mod auth;
+mod fault;
 mod handlers;
 mod personality;
 mod respond;
@@ -34,6 +35,7 @@ use ferry::Digest;
 
 use self::state::Shared;
 
+pub use self::fault::{Action, Fault};
 #[allow(unused_imports)]
 pub use self::personality::{Personality, Quirks};
 
@@ -60,67 +62,6 @@ pub enum Kind {
     /// The built-in token endpoint (bearer auth).
     Token,
     Other,
-}
-
-/// What an injected fault does.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Answer with this status and an OCI error body (the request body is read first).
-    Status(u16),
-    /// 429 `TOOMANYREQUESTS` with `Retry-After: <secs>`.
-    TooManyRequests { retry_after_secs: u64 },
-    /// Send the headers (full `Content-Length`) and this many body bytes, then drop the
-    /// connection. Applies to responses with a body (blob and manifest GETs).
-    DropBodyAfter(u64),
-    /// Read this many bytes of the request body (keeping them, e.g. in an upload session),
-    /// then drop the connection without answering.
-    DropRequestAfter(u64),
-}
-
-/// One injected fault: `action` on requests `nth ..= nth + times - 1` of `kind` (1-based).
-#[derive(Clone, Debug)]
-pub struct Fault {
-    pub kind: Kind,
-    pub nth: u64,
-    pub times: u64,
-    pub action: Action,
-}
-
-impl Fault {
-    pub fn new(kind: Kind, nth: u64, action: Action) -> Fault {
-        Fault {
-            kind,
-            nth,
-            times: 1,
-            action,
-        }
-    }
-
-    /// `status` (500, 503, ...) on the `nth` request of `kind`.
-    pub fn status(kind: Kind, nth: u64, status: u16) -> Fault {
-        Fault::new(kind, nth, Action::Status(status))
-    }
-
-    /// 429 with `Retry-After: retry_after_secs` on the `nth` request of `kind`.
-    pub fn too_many_requests(kind: Kind, nth: u64, retry_after_secs: u64) -> Fault {
-        Fault::new(kind, nth, Action::TooManyRequests { retry_after_secs })
-    }
-
-    /// Drop the connection after `bytes` of the response body of the `nth` request of `kind`.
-    pub fn drop_body_after(kind: Kind, nth: u64, bytes: u64) -> Fault {
-        Fault::new(kind, nth, Action::DropBodyAfter(bytes))
-    }
-
-    /// Drop the connection after reading `bytes` of the request body of the `nth` `kind`.
-    pub fn drop_request_after(kind: Kind, nth: u64, bytes: u64) -> Fault {
-        Fault::new(kind, nth, Action::DropRequestAfter(bytes))
-    }
-
-    /// Repeat on this many consecutive requests (`u64::MAX`: forever).
-    pub fn times(mut self, times: u64) -> Fault {
-        self.times = times;
-        self
-    }
 }
 
 /// Authentication the server demands on `/v2/` (the redirect target never demands any).
@@ -223,6 +164,9 @@ pub struct Logged {
     pub range: Option<String>,
     /// The request's `Content-Length` header.
     pub content_length: Option<u64>,
+    /// The request's `Content-Type` and `Accept` headers.
+    pub content_type: Option<String>,
+    pub accept: Option<String>,
     /// Request body bytes the server read.
     pub body_bytes: u64,
     /// True when it arrived at the redirect target.
@@ -314,6 +258,32 @@ impl FaultServer {
         let digest = self.put_manifest_untagged(repo, bytes, media_type);
         self.shared.data().set_tag(repo, tag, digest.clone());
         digest
+    }
+
+    /// Stores `bytes` as the manifest `key` (tagged `tag` if given), whose answers name
+    /// `claimed` in `Docker-Content-Digest`: a registry that lies about a manifest.
+    pub fn put_manifest_claiming(
+        &self,
+        repo: &str,
+        key: &Digest,
+        tag: Option<&str>,
+        (bytes, media_type): (&[u8], &str),
+        claimed: &Digest,
+    ) {
+        let mut data = self.shared.data();
+        let bytes = Bytes::copy_from_slice(bytes);
+        data.store_manifest(repo, key.clone(), bytes, media_type);
+        let m = data
+            .repos
+            .get_mut(repo)
+            .unwrap()
+            .manifests
+            .get_mut(key)
+            .unwrap();
+        m.claimed = Some(claimed.clone());
+        if let Some(t) = tag {
+            data.set_tag(repo, t, key.clone());
+        }
     }
 
     /// Stores a manifest reachable by digest only.

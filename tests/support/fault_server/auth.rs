@@ -56,7 +56,10 @@ pub(super) fn challenge(shared: &Shared, route: &Route) -> Resp {
                 shared.addr
             )
         }
-        _ => "Basic realm=\"fault\"".to_string(),
+        _ => {
+            let realm = shared.cfg.quirks.basic_realm.as_deref().unwrap_or("fault");
+            format!("Basic realm=\"{realm}\"")
+        }
     };
     let mut r = respond::oci_error(
         401,

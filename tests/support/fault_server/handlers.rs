@@ -66,7 +66,7 @@ pub(super) async fn dispatch(
             head,
             drop_after,
         )),
-        (Route::TagsList { repo }, "GET") => Ok(tags_list(ctx, &repo)),
+        (Route::TagsList { repo }, "GET") => Ok(tags_list(ctx, &repo, req.uri())),
         (Route::Uploads { repo }, "POST") => uploads::start(ctx, req, &repo).await,
         (Route::Upload { repo, id }, "PATCH" | "PUT" | "GET" | "DELETE") => {
             uploads::handle(ctx, req, &repo, &id).await
@@ -97,17 +97,19 @@ fn get_manifest(
 ) -> Resp {
     let found = {
         let data = ctx.shared.data();
-        data.manifest(repo, reference)
-            .map(|(d, m)| (d, m.bytes.clone(), m.media_type.clone()))
+        data.manifest(repo, reference).map(|(d, m)| {
+            let named = m.claimed.clone().unwrap_or(d);
+            (named, m.bytes.clone(), m.media_type.clone())
+        })
     };
     let Some((digest, bytes, media_type)) = found else {
         let detail = json!({"name": repo, "reference": reference});
         return oci_error(404, "MANIFEST_UNKNOWN", "manifest unknown", detail);
     };
-    let headers = [
-        ("content-type", media_type),
-        ("docker-content-digest", digest.to_string()),
-    ];
+    let mut headers = vec![("content-type", media_type)];
+    if !(head && ctx.shared.cfg.quirks.head_without_digest) {
+        headers.push(("docker-content-digest", digest.to_string()));
+    }
     serve_bytes(
         &ctx.shared,
         bytes,
@@ -246,7 +248,11 @@ fn get_blob(
         );
     };
     if repo.is_some() && !head && ctx.shared.cfg.redirect_blob_gets {
-        let to = format!("http://{}/storage/{d}?sig=fault", ctx.shared.redirect_addr);
+        let q = &ctx.shared.cfg.quirks;
+        let host = q.redirect_to.clone();
+        let host = host.unwrap_or_else(|| ctx.shared.redirect_addr.to_string());
+        let query = q.redirect_query.as_deref().unwrap_or("sig=fault");
+        let to = format!("http://{host}/storage/{d}?{query}");
         return respond::status(307, &[("location", to)]);
     }
     let headers = [
@@ -262,7 +268,31 @@ fn get_blob(
     serve_bytes(&ctx.shared, bytes, asked, head, drop_after, &headers)
 }
 
-fn tags_list(ctx: &Ctx, repo: &str) -> Resp {
+/// One page of `tags` after `last` (`?n=&last=`), and the `Link` to the next one. The first
+/// page links by absolute path, later ones relative to the request (both forms occur).
+fn tags_page(ctx: &Ctx, repo: &str, uri: &Uri, tags: Vec<String>) -> (Vec<String>, Option<String>) {
+    let Some(size) = ctx.shared.cfg.quirks.tags_page_size else {
+        return (tags, None);
+    };
+    let q = query(uri);
+    let last = query_one(&q, "last");
+    let rest: Vec<String> = tags
+        .into_iter()
+        .filter(|t| last.as_ref().is_none_or(|l| t > l))
+        .collect();
+    let page: Vec<String> = rest.iter().take(size).cloned().collect();
+    let link = (rest.len() > size).then(|| {
+        let next = format!("list?last={}&n={size}", page[size - 1]);
+        let target = match last {
+            None => format!("/v2/{repo}/tags/{next}"),
+            Some(_) => next,
+        };
+        format!("<{target}>; rel=\"next\"")
+    });
+    (page, link)
+}
+
+fn tags_list(ctx: &Ctx, repo: &str, uri: &Uri) -> Resp {
     let tags: Option<Vec<String>> = {
         let data = ctx.shared.data();
         data.repos
@@ -277,8 +307,11 @@ fn tags_list(ctx: &Ctx, repo: &str) -> Resp {
             json!({"name": repo}),
         );
     };
+    let (tags, link) = tags_page(ctx, repo, uri, tags);
     let body: HashMap<&str, Value> = HashMap::from([("name", json!(repo)), ("tags", json!(tags))]);
-    let mut r = respond::status(200, &[("content-type", "application/json".into())]);
+    let mut headers = vec![("content-type", "application/json".to_string())];
+    headers.extend(link.map(|l| ("link", l)));
+    let mut r = respond::status(200, &headers);
     *r.body_mut() = respond::full(serde_json::to_vec(&body).unwrap());
     r
 }

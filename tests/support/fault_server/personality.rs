@@ -1,5 +1,5 @@
-//! Registry personalities: the quirks of the registries users hit, so the upload engine can be
-//! tested against each of them (see /work/shared/docs/REGISTRY-NOTES.md and the peers' issue
+//! Registry personalities: the quirks of the registries users hit (and of the odd proxy), so
+//! the client can be tested against each of them (see /work/shared/docs/REGISTRY-NOTES.md and the peers' issue
 //! trackers for where each quirk comes from).
 //!
 //! A refused request body is read to its end before the answer goes out, so the client always
@@ -10,7 +10,7 @@ use super::{Fault, FaultConfig, Kind};
 
 const MIB: u64 = 1024 * 1024;
 
-/// Quirks of the upload API; all off by default (distribution's behaviour).
+/// Quirks of a registry's API; all off by default.
 #[derive(Clone, Debug, Default)]
 pub struct Quirks {
     /// Status of an accepted `PATCH` (default 202; ECR answers 201).
@@ -30,12 +30,30 @@ pub struct Quirks {
     pub max_monolithic_body: Option<u64>,
     /// Blob `GET`s ignore `Range` and answer 200 with the whole blob.
     pub ignore_range: bool,
+    /// A single `POST ?digest=` with the body answers 202 and opens a session, ignoring the
+    /// body (distribution).
+    pub no_single_post: bool,
+    /// Blob and manifest bodies are sent without `Content-Length` (chunked encoding).
+    pub no_content_length: bool,
+    /// Manifest `HEAD`s carry no `Docker-Content-Digest`.
+    pub head_without_digest: bool,
+    /// `tags/list` answers pages of this many tags, linked by `Link: <...>; rel="next"`.
+    pub tags_page_size: Option<usize>,
+    /// Upload sessions live on the second listener (another origin, no auth there), their
+    /// `Location` carrying this extra query (e.g. `token=abc`).
+    pub uploads_elsewhere: Option<String>,
+    /// Blob `GET`s are redirected here (`host:port`) instead of to the second listener.
+    pub redirect_to: Option<String>,
+    /// The query of blob `GET` redirects (default `sig=fault`).
+    pub redirect_query: Option<String>,
+    /// The realm of the Basic challenge (default `fault`).
+    pub basic_realm: Option<String>,
 }
 
 /// Registries users hit, as presets of [`Quirks`] (and faults, for [`Personality::Flaky`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Personality {
-    /// CNCF distribution: 202 on `PATCH`, no limits (the default).
+    /// CNCF distribution: 202 on `PATCH`, no limits, no single-request upload.
     Distribution,
     /// Amazon ECR: 201 on `PATCH`, non-final parts of at least 5 MiB, stale `Range` after a
     /// `PATCH`.
@@ -55,7 +73,7 @@ impl FaultConfig {
     pub fn personality(mut self, p: Personality) -> Self {
         let q = &mut self.quirks;
         match p {
-            Personality::Distribution => {}
+            Personality::Distribution => q.no_single_post = true,
             Personality::Ecr => {
                 q.patch_status = Some(201);
                 q.stale_patch_range = true;

@@ -68,6 +68,20 @@ pub(super) fn injected(code: u16, retry_after: Option<u64>) -> Resp {
     r
 }
 
+/// `status` with `Retry-After` as delta seconds or as the HTTP date `secs` from now.
+pub(super) fn retry_after(status: u16, secs: u64, http_date: bool) -> Resp {
+    let mut r = injected(status, None);
+    let value = if http_date {
+        let at = std::time::SystemTime::now() + std::time::Duration::from_secs(secs);
+        httpdate::fmt_http_date(at)
+    } else {
+        secs.to_string()
+    };
+    r.headers_mut()
+        .insert("retry-after", HeaderValue::from_str(&value).unwrap());
+    r
+}
+
 /// `Range: bytes=N-` or `bytes=N-M` → (start, end inclusive), clamped to `len`.
 /// `Err(())` when unsatisfiable.
 pub(super) fn parse_range(headers: &HeaderMap, len: u64) -> Option<Result<(u64, u64), ()>> {
@@ -110,7 +124,9 @@ pub(super) fn serve_bytes(
         }
         None => (200, bytes, vec![]),
     };
-    extra.push(("content-length", slice.len().to_string()));
+    if !shared.cfg.quirks.no_content_length {
+        extra.push(("content-length", slice.len().to_string()));
+    }
     extra.push(("accept-ranges", "bytes".to_string()));
     extra.extend(headers.iter().map(|(k, v)| (*k, v.clone())));
     let mut r = status(code, &extra);

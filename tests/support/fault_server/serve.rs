@@ -114,9 +114,13 @@ pub(super) enum Route {
 impl Route {
     pub fn parse(path: &str, redirected: bool) -> Route {
         if redirected {
+            // Blob storage, and upload sessions handed out elsewhere (`uploads_elsewhere`).
             return match path.strip_prefix("/storage/") {
                 Some(d) => Route::Storage { digest: d.into() },
-                None => Route::Unknown,
+                None => match Route::parse(path, false) {
+                    r @ Route::Upload { .. } => r,
+                    _ => Route::Unknown,
+                },
             };
         }
         if path == "/token" {
@@ -245,6 +249,8 @@ async fn handle(
         authorization: req.headers().contains_key("authorization"),
         content_range: header("content-range"),
         range: header("range"),
+        content_type: header("content-type"),
+        accept: header("accept"),
         content_length: header("content-length").and_then(|v| v.parse().ok()),
         body_bytes: 0,
         redirected,
@@ -282,6 +288,24 @@ async fn pipeline(
         Some(Action::TooManyRequests { retry_after_secs }) => {
             ctx.read_body(req.into_body(), |_| {}).await?;
             return Ok(respond::injected(429, Some(retry_after_secs)));
+        }
+        Some(Action::Error { status, code }) => {
+            ctx.read_body(req.into_body(), |_| {}).await?;
+            let msg = "injected fault";
+            return Ok(respond::oci_error(
+                status,
+                &code,
+                msg,
+                serde_json::Value::Null,
+            ));
+        }
+        Some(Action::RetryAfter {
+            status,
+            secs,
+            http_date,
+        }) => {
+            ctx.read_body(req.into_body(), |_| {}).await?;
+            return Ok(respond::retry_after(status, secs, http_date));
         }
         Some(Action::DropBodyAfter(n)) => Some(n),
         Some(Action::DropRequestAfter(n)) => {

@@ -56,6 +56,8 @@ pub(super) struct Repo {
 pub(super) struct Manifest {
     pub bytes: Bytes,
     pub media_type: String,
+    /// The digest answers name instead of the real one (a lying registry).
+    pub claimed: Option<Digest>,
 }
 
 /// An open upload session.
@@ -151,6 +153,12 @@ impl Shared {
 
     /// `Location` for `path`: absolute unless configured relative.
     pub fn location(&self, path: &str) -> String {
+        if let Some(query) = &self.cfg.quirks.uploads_elsewhere {
+            if path.contains("/blobs/uploads/") {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                return format!("http://{}{path}{sep}{query}", self.redirect_addr);
+            }
+        }
         if self.cfg.relative_locations {
             path.to_string()
         } else {
@@ -188,6 +196,7 @@ impl Data {
         let m = Manifest {
             bytes,
             media_type: media_type.to_string(),
+            claimed: None,
         };
         self.repos
             .entry(repo.to_string())

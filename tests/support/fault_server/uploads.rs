@@ -82,7 +82,8 @@ pub(super) async fn start(
     }
     let session = ctx.shared.data().new_upload(repo);
     let mut up = session.lock().await;
-    if let Some(digest) = query_one(&q, "digest") {
+    let single = !ctx.shared.cfg.quirks.no_single_post;
+    if let Some(digest) = query_one(&q, "digest").filter(|_| single) {
         return complete(ctx, req, &mut up, &digest).await;
     }
     ctx.read_body(req.into_body(), |_| {}).await?;

@@ -95,38 +95,23 @@ async fn once_small(
 ) -> std::result::Result<(), Failure> {
     let store = up.store;
     let mut session = if single {
-        up.count_sent(body.len() as u64);
-        match Session::post_blob(store, &up.ctx, up.desc, body.clone())
-            .await
-            .map_err(Failure::fatal)?
-        {
-            Posted::Created => {
-                up.learn(|p| p.single_post = Some(true));
-                up.report.single_post = true;
-                return Ok(());
-            }
-            Posted::Session(s) => {
-                up.learn(|p| p.single_post = Some(false));
-                s
-            }
+        match post_small(up, body.clone()).await? {
+            Some(s) => s,
+            None => return Ok(()),
         }
     } else {
-        Session::start(store, &up.ctx)
+        let (s, _) = Session::start(store, &up.ctx)
             .await
-            .map_err(Failure::fatal)?
-            .0
+            .map_err(Failure::fatal)?;
+        s
     };
     let mut url = session.url.clone();
     url.query_pairs_mut()
         .append_pair("digest", &up.desc.digest.to_string());
-    let req = Req::new(
-        Method::PUT,
-        url,
-        vec![push_scope(store.repository())],
-        Kind::Other,
-    )
-    .header(CONTENT_TYPE, "application/octet-stream")
-    .body(body.clone());
+    let scopes = vec![push_scope(store.repository())];
+    let req = Req::new(Method::PUT, url, scopes, Kind::Other)
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .body(body.clone());
     up.count_sent(body.len() as u64);
     match store.inner().try_once(&up.ctx, &req, &[201, 204]).await {
         Ok(resp) => {
@@ -137,6 +122,26 @@ async fn once_small(
             session.cancel().await;
             Err(f)
         }
+    }
+}
+
+/// A single `POST ?digest=` with the blob: `None` when the registry stored it, else the
+/// session it opened instead. Either answer is remembered for the registry.
+async fn post_small(
+    up: &mut Upload<'_>,
+    body: Bytes,
+) -> std::result::Result<Option<Session>, Failure> {
+    up.count_sent(body.len() as u64);
+    let posted = Session::post_blob(up.store, &up.ctx, up.desc, body)
+        .await
+        .map_err(Failure::fatal)?;
+    up.learn(|p| p.single_post = Some(matches!(posted, Posted::Created)));
+    match posted {
+        Posted::Created => {
+            up.report.single_post = true;
+            Ok(None)
+        }
+        Posted::Session(s) => Ok(Some(*s)),
     }
 }
 

@@ -100,7 +100,10 @@ impl UploadProfile {
     /// - `*.azurecr.io`: monolithic bodies below 20 MB;
     /// - `*.dkr.ecr.*.amazonaws.com`: non-final parts of at least 5 MiB.
     pub fn for_host(host: &str) -> UploadProfile {
-        let name = host.rsplit_once(':').map_or(host, |(h, _)| h).to_ascii_lowercase();
+        let name = host
+            .rsplit_once(':')
+            .map_or(host, |(h, _)| h)
+            .to_ascii_lowercase();
         let is = |suffix: &str| name == suffix.trim_start_matches('.') || name.ends_with(suffix);
         let mut p = UploadProfile::default();
         if is(".ghcr.io") {
@@ -277,8 +280,17 @@ mod tests {
         assert!(!acr.put_takes(20_000_000) && acr.put_takes(16 * MIB));
         let ecr = UploadProfile::for_host("123.dkr.ecr.eu-west-1.amazonaws.com");
         assert_eq!(ecr.chunk_size(&settings(Auto, MIB)), Some(PART_MIN));
-        for other in ["localhost:5000", "notghcr.io", "registry-1.docker.io", "s3.amazonaws.com"] {
-            assert_eq!(UploadProfile::for_host(other), UploadProfile::default(), "{other}");
+        for other in [
+            "localhost:5000",
+            "notghcr.io",
+            "registry-1.docker.io",
+            "s3.amazonaws.com",
+        ] {
+            assert_eq!(
+                UploadProfile::for_host(other),
+                UploadProfile::default(),
+                "{other}"
+            );
         }
     }
 

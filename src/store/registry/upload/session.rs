@@ -37,7 +37,7 @@ pub(super) enum Posted {
     /// The registry stored the blob (single-request upload).
     Created,
     /// It opened a session instead (the body was ignored).
-    Session(Session),
+    Session(Box<Session>),
 }
 
 /// How a piece is sent.
@@ -92,12 +92,8 @@ impl Session {
             check_stored(ctx, desc, resp.headers())?;
             return Ok(Posted::Created);
         }
-        Ok(Posted::Session(Session::at(
-            store,
-            ctx,
-            &url,
-            resp.headers(),
-        )?))
+        let session = Session::at(store, ctx, &url, resp.headers())?;
+        Ok(Posted::Session(Box::new(session)))
     }
 
     fn at(store: &RegistryStore, ctx: &Ctx, base: &Url, headers: &HeaderMap) -> Result<Session> {
