@@ -45,6 +45,8 @@ fn big_layer() -> &'static Descriptor {
 fn options(chunk_size: u64) -> RegistryOptions {
     RegistryOptions {
         chunk_size,
+        // Exercise the chunked path: auto sends only blobs that fit in one chunk whole.
+        monolithic_max: chunk_size,
         retry: RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(20),

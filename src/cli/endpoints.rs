@@ -8,7 +8,9 @@ use clap::Args;
 use ferry::creds::{Chain, CredentialSource, DockerConfig, StaticCredentials};
 use ferry::reference::ImageRef;
 use ferry::store::layout::LayoutStore;
-use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, RetryPolicy};
+use ferry::store::registry::{
+    RegistryClient, RegistryOptions, RegistryStore, RetryPolicy, UploadStrategy,
+};
 use ferry::store::{Store, Target};
 use ferry::{Error, Result};
 
@@ -52,6 +54,37 @@ pub struct TransportArgs {
     /// Attempts per request for retryable failures (408, 429, 5xx, dropped connections).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
+    /// Longest time to keep retrying one request, Retry-After waits included.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub retry_max_time: u64,
+    /// How blobs are uploaded: auto (per blob and registry, with fallback), monolithic,
+    /// chunked (resumable) or streamed.
+    #[arg(long, value_name = "STRATEGY", default_value = "auto")]
+    pub upload_strategy: UploadStrategy,
+    /// Chunk size for chunked uploads, e.g. 16MiB, 5M, 1048576 (raised to a registry's
+    /// announced minimum).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
+    pub chunk_size: u64,
+}
+
+/// Parses `1048576`, `16M`, `16MiB`, `1G`, `512K` (binary units).
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 16MiB)"))?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (K, M, G)")),
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?} is not a usable size"))
 }
 
 /// Which end of a copy.
@@ -95,8 +128,11 @@ impl TransportArgs {
             credentials,
             retry: RetryPolicy {
                 max_attempts: self.retries.max(1),
+                max_total: std::time::Duration::from_secs(self.retry_max_time),
                 ..RetryPolicy::default()
             },
+            upload_strategy: self.upload_strategy,
+            chunk_size: self.chunk_size,
             ..RegistryOptions::default()
         })
     }

@@ -35,6 +35,7 @@ pub use retry::{parse_retry_after, RetryPolicy};
 pub use stats::ClientStats;
 pub use upload::{
     UploadProfile, UploadReport, UploadStrategy, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE,
+    DEFAULT_MONOLITHIC_MAX,
 };
 
 use client::{Inner, Req};
@@ -69,6 +70,9 @@ pub struct RegistryOptions {
     /// The largest chunk ever sent, whatever the registry announces as its minimum
     /// ([`DEFAULT_MAX_CHUNK_SIZE`], 256 MiB).
     pub max_chunk_size: u64,
+    /// With `auto`, blobs up to this size go in one streamed request when the registry takes
+    /// them ([`DEFAULT_MONOLITHIC_MAX`], 2 GiB); larger ones are chunked (resumable).
+    pub monolithic_max: u64,
 }
 
 impl Default for RegistryOptions {
@@ -85,6 +89,7 @@ impl Default for RegistryOptions {
             upload_strategy: UploadStrategy::Auto,
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
+            monolithic_max: DEFAULT_MONOLITHIC_MAX,
         }
     }
 }
@@ -100,6 +105,7 @@ impl std::fmt::Debug for RegistryOptions {
             .field("upload_strategy", &self.upload_strategy)
             .field("chunk_size", &self.chunk_size)
             .field("max_chunk_size", &self.max_chunk_size)
+            .field("monolithic_max", &self.monolithic_max)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +144,7 @@ impl RegistryClient {
                 strategy: opts.upload_strategy,
                 chunk_size: opts.chunk_size,
                 max_chunk_size: opts.max_chunk_size,
+                monolithic_max: opts.monolithic_max,
             },
             upload_profile: std::sync::Mutex::new(UploadProfile::for_host(api_host)),
         };

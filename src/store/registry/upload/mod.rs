@@ -16,11 +16,16 @@
 //!
 //! # Defaults, and why
 //!
-//! `auto` sends a blob in one request when it fits in one chunk (16 MiB), chunked otherwise,
-//! and falls back when the registry refuses: chunked → monolithic → streamed for large blobs,
-//! monolithic → chunked → streamed for small ones. A small blob gains nothing from chunks and
-//! costs a request less; a large one gains resume (a failure loses at most a chunk, usually
-//! less) and passes registries that cap a request's body. 16 MiB is above ECR's 5 MiB part
+//! `auto` sends a blob in one streamed request when it is at most `monolithic_max` (2 GiB) and
+//! the registry is not known to refuse bodies that large, chunked otherwise, and falls back
+//! when the registry refuses: monolithic → chunked → streamed, or chunked → monolithic →
+//! streamed for blobs above the limit. The measurements below decide it: on a registry that
+//! takes large bodies one request is 25-35% faster than chunks (end to end, a 512 MiB layer:
+//! 1.96-2.80 s monolithic against 2.64-3.81 s chunked at 64 MiB), and the copy engine already
+//! overlaps blobs. A monolithic upload that fails is started again (distribution drops a
+//! partial session anyway); blobs above 2 GiB, and every blob on registries that cap a
+//! request (GHCR 4 MiB, ACR 20 MB: learned from a 413 or known in advance), are chunked and
+//! resume from where the registry stands. The 16 MiB chunk size is above ECR's 5 MiB part
 //! minimum and below ACR's ~20 MB monolithic cap, so neither ever refuses the defaults.
 //!
 //! Measured on loopback against distribution 2.8 (a 256 MiB blob, two cores shared with other
@@ -65,7 +70,10 @@ use std::sync::Arc;
 
 pub(super) use mount::mount;
 pub(crate) use plan::UploadSettings;
-pub use plan::{UploadProfile, UploadStrategy, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE};
+pub use plan::{
+    UploadProfile, UploadStrategy, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE,
+    DEFAULT_MONOLITHIC_MAX,
+};
 
 use super::errors::Ctx;
 use super::stats::UploadEvent;

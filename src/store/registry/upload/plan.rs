@@ -10,6 +10,8 @@ const MIB: u64 = 1024 * 1024;
 pub const DEFAULT_CHUNK_SIZE: u64 = 16 * MIB;
 /// The default per-request cap on a chunk, whatever the registry's announced minimum.
 pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 256 * MIB;
+/// With `auto`, blobs up to this size go in one streamed request (see the module doc).
+pub const DEFAULT_MONOLITHIC_MAX: u64 = 2048 * MIB;
 /// Blobs up to this size are read into memory, verified, and sent in one replayable request.
 pub(super) const SMALL_BLOB: u64 = 256 * 1024;
 /// The part minimum of S3-backed registries (ECR): a chunk below it that is refused is tried
@@ -90,6 +92,7 @@ pub(crate) struct UploadSettings {
     pub strategy: UploadStrategy,
     pub chunk_size: u64,
     pub max_chunk_size: u64,
+    pub monolithic_max: u64,
 }
 
 impl UploadProfile {
@@ -139,7 +142,10 @@ impl UploadProfile {
         }
         let chunk = self.chunk_size(s);
         let mono_ok = self.put_takes(size);
-        let fits = chunk.is_some_and(|c| size <= c) || size <= SMALL_BLOB;
+        // A registry that refused requests above some size will not take a larger body whole.
+        let capped = self.max_chunk.is_some_and(|m| size > m);
+        let fits = !capped
+            && (size <= s.monolithic_max || chunk.is_some_and(|c| size <= c) || size <= SMALL_BLOB);
         let order = if fits && mono_ok {
             [Monolithic, Chunked, Streamed]
         } else {
@@ -206,6 +212,7 @@ mod tests {
             strategy,
             chunk_size: chunk,
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
+            monolithic_max: chunk,
         }
     }
 
@@ -217,6 +224,19 @@ mod tests {
         assert_eq!(p.plan(16 * MIB, &s), [Monolithic, Chunked, Streamed]);
         assert_eq!(p.plan(16 * MIB + 1, &s), [Chunked, Monolithic, Streamed]);
         assert_eq!(p.plan(1, &settings(Streamed, MIB)), [Streamed]);
+    }
+
+    #[test]
+    fn auto_sends_up_to_the_monolithic_limit_in_one_request() {
+        let p = UploadProfile::default();
+        let s = UploadSettings {
+            monolithic_max: DEFAULT_MONOLITHIC_MAX,
+            ..settings(Auto, 16 * MIB)
+        };
+        assert_eq!(p.plan(1024 * MIB, &s), [Monolithic, Chunked, Streamed]);
+        assert_eq!(p.plan(4096 * MIB, &s), [Chunked, Monolithic, Streamed]);
+        let ghcr = UploadProfile::for_host("ghcr.io");
+        assert_eq!(ghcr.plan(100 * MIB, &s), [Chunked, Streamed]);
     }
 
     #[test]
