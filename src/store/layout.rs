@@ -7,6 +7,7 @@
 //! processes or other `LayoutStore`s on the same directory are not coordinated with).
 
 mod blobs;
+mod file_io;
 mod index;
 
 use std::path::{Path, PathBuf};

@@ -4,18 +4,19 @@ use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
 use futures::{StreamExt, TryStreamExt};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 
+use super::file_io::{read_chunks, DoubleBufWriter};
 use super::index::layout_err;
 use crate::digest::{Digest, DigestHasher};
 use crate::error::{Error, Op, Result};
 use crate::manifest::Descriptor;
 use crate::store::BlobStream;
 
-/// Bytes gathered before each write to disk.
-const WRITE_BUF: usize = 1024 * 1024;
-/// Bytes per chunk of a blob read.
-const READ_BUF: usize = 256 * 1024;
+/// Bytes gathered before each write to disk (two such buffers per blob being written).
+const WRITE_BATCH: usize = 1024 * 1024;
+/// Bytes per chunk of a blob read (two chunks in memory per blob being read).
+const READ_CHUNK: usize = 1024 * 1024;
 
 /// The blob files of one layout directory.
 #[derive(Clone, Debug)]
@@ -93,8 +94,9 @@ impl Blobs {
         if offset > 0 {
             file.seek(SeekFrom::Start(offset)).await.map_err(io_err)?;
         }
+        let file = file.into_std().await;
         let path = path.clone();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, READ_BUF)
+        let stream = read_chunks(file, READ_CHUNK)
             .map_err(move |e| layout_err(Op::ReadLayout, &path, e.to_string()));
         Ok(stream.boxed())
     }
@@ -107,8 +109,7 @@ impl Blobs {
         let tmp_path = tmp.path().to_path_buf();
         let io_err = |e: std::io::Error| layout_err(Op::WriteLayout, &tmp_path, e.to_string());
         let std_file = tmp.as_file().try_clone().map_err(io_err)?;
-        let mut out =
-            tokio::io::BufWriter::with_capacity(WRITE_BUF, tokio::fs::File::from_std(std_file));
+        let mut out = DoubleBufWriter::new(std_file, WRITE_BATCH);
         let mut hasher = DigestHasher::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
@@ -117,10 +118,9 @@ impl Blobs {
                 // More bytes than the descriptor says: stop before filling the disk.
                 return Err(self.mismatch(desc, hasher));
             }
-            out.write_all(&chunk).await.map_err(io_err)?;
+            out.push(chunk).await.map_err(io_err)?;
         }
-        out.flush().await.map_err(io_err)?;
-        out.into_inner().sync_all().await.map_err(io_err)?;
+        out.finish().await.map_err(io_err)?;
         let (digest, size) = hasher.clone().finish();
         if digest != desc.digest || size != desc.size {
             return Err(self.mismatch(desc, hasher));
