@@ -78,8 +78,11 @@ impl TransportArgs {
                 } else {
                     "--dest-creds"
                 };
-                let given = StaticCredentials::parse(c).map_err(|e| Error::Credentials {
-                    reason: format!("{flag}: {e}"),
+                let given = StaticCredentials::parse(c).map_err(|e| match e {
+                    Error::Credentials { reason } => Error::Credentials {
+                        reason: format!("{flag}: {reason}"),
+                    },
+                    other => other,
                 })?;
                 Arc::new(Chain::new().with(given).with(config))
             }

@@ -13,6 +13,9 @@ use crate::manifest::Descriptor;
 use crate::progress::Reporter;
 use crate::store::{BlobOutcome, BlobSource, BlobStream, RepoLocation, Store};
 
+/// Held while one blob is transferred to one destination.
+type TransferLock = Arc<tokio::sync::Mutex<()>>;
+
 /// Remembers which registry repositories are known to hold a blob, so a later copy to the same
 /// registry can mount instead of sending the bytes again, and serialises transfers of one digest
 /// to one destination registry (every repository of it), so the same bytes never cross twice at
@@ -20,7 +23,7 @@ use crate::store::{BlobOutcome, BlobSource, BlobStream, RepoLocation, Store};
 #[derive(Default)]
 pub struct BlobLedger {
     known: Mutex<HashMap<Digest, Vec<RepoLocation>>>,
-    inflight: Mutex<HashMap<(String, Digest), Arc<tokio::sync::Mutex<()>>>>,
+    inflight: Mutex<HashMap<(String, Digest), TransferLock>>,
 }
 
 impl BlobLedger {

@@ -38,7 +38,7 @@ pub async fn collect(src: &dyn Store, root: &RawManifest, jobs: usize) -> Result
         &mut seen_manifests,
     )
     .await?;
-    graph.blobs.sort_by(|a, b| b.size.cmp(&a.size));
+    graph.blobs.sort_by_key(|d| std::cmp::Reverse(d.size));
     Ok(graph)
 }
 

@@ -27,9 +27,10 @@ impl TestCreds {
     pub fn new(registry: &str, user: &str, secret: &str) -> Arc<TestCreds> {
         Arc::new(TestCreds {
             registry: registry.to_string(),
-            credential: Credential {
-                username: user.to_string(),
-                secret: secret.to_string(),
+            credential: if user == ferry::creds::IDENTITY_TOKEN_USERNAME {
+                Credential::identity_token(secret)
+            } else {
+                Credential::password(user, secret)
             },
             lookups: Mutex::new(Vec::new()),
         })

@@ -3,8 +3,7 @@
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
-use futures::{StreamExt, TryStreamExt};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use futures::StreamExt;
 
 use super::index::layout_err;
 use crate::digest::{Digest, DigestHasher};
@@ -13,7 +12,9 @@ use crate::manifest::Descriptor;
 use crate::store::BlobStream;
 
 /// Bytes gathered before each write to disk.
-const WRITE_BUF: usize = 1024 * 1024;
+const WRITE_BUF: usize = 256 * 1024;
+/// Chunks queued between the network side and the disk writer.
+const IN_FLIGHT: usize = 4;
 /// Bytes per chunk of a blob read.
 const READ_BUF: usize = 256 * 1024;
 
@@ -74,53 +75,67 @@ impl Blobs {
         Ok(Some(bytes))
     }
 
-    /// Streams a blob from `offset`.
+    /// Streams a blob from `offset`. A blocking thread reads the file straight into the
+    /// chunks it hands over (one copy), a few chunks ahead of the consumer.
     pub async fn open(&self, digest: &Digest, offset: u64) -> Result<BlobStream> {
         let path = self.path(digest);
         let io_err = |e: std::io::Error| layout_err(Op::ReadLayout, &path, e.to_string());
-        let mut file = match tokio::fs::File::open(&path).await {
+        let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(self.not_found(digest))
             }
             Err(e) => return Err(io_err(e)),
         };
-        let len = file.metadata().await.map_err(io_err)?.len();
+        let len = file.metadata().map_err(io_err)?.len();
         if offset > len {
             let msg = format!("offset {offset} is past the end of the blob ({len} bytes)");
             return Err(layout_err(Op::ReadLayout, &path, msg));
         }
-        if offset > 0 {
-            file.seek(SeekFrom::Start(offset)).await.map_err(io_err)?;
-        }
-        let path = path.clone();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, READ_BUF)
-            .map_err(move |e| layout_err(Op::ReadLayout, &path, e.to_string()));
-        Ok(stream.boxed())
+        use std::io::Seek;
+        file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+        tokio::task::spawn_blocking(move || read_chunks(file, path, tx));
+        Ok(tokio_stream_from(rx))
     }
 
     /// Writes `stream` into a temp file next to the blobs while hashing it, and renames it into
     /// place only if it matches `desc` (digest and size). On any failure the temp file is removed.
     /// Returns the number of bytes written.
+    ///
+    /// Hashing and writing run on a blocking thread fed through a small bounded channel, so the
+    /// network side keeps receiving while the disk side works, and memory stays bounded.
     pub async fn write(&self, desc: &Descriptor, mut stream: BlobStream) -> Result<u64> {
         let tmp = self.temp_file().await?;
         let tmp_path = tmp.path().to_path_buf();
         let io_err = |e: std::io::Error| layout_err(Op::WriteLayout, &tmp_path, e.to_string());
-        let std_file = tmp.as_file().try_clone().map_err(io_err)?;
-        let mut out =
-            tokio::io::BufWriter::with_capacity(WRITE_BUF, tokio::fs::File::from_std(std_file));
-        let mut hasher = DigestHasher::new();
+        let file = tmp.as_file().try_clone().map_err(io_err)?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(IN_FLIGHT);
+        let limit = desc.size;
+        let writer = tokio::task::spawn_blocking(move || write_hashed(file, rx, limit));
+        let mut fed = Ok(());
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            hasher.update(&chunk);
-            if hasher.len() > desc.size {
-                // More bytes than the descriptor says: stop before filling the disk.
-                return Err(self.mismatch(desc, hasher));
+            match chunk {
+                // A closed channel means the writer stopped (too many bytes or an I/O error).
+                Ok(b) => {
+                    if tx.send(b).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    fed = Err(e);
+                    break;
+                }
             }
-            out.write_all(&chunk).await.map_err(io_err)?;
         }
-        out.flush().await.map_err(io_err)?;
-        out.into_inner().sync_all().await.map_err(io_err)?;
+        drop(tx);
+        let written = writer.await.map_err(|e| io_err(std::io::Error::other(e)))?;
+        fed?;
+        let hasher = match written {
+            Ok(h) => h,
+            Err(WriteFailure::TooLong(h)) => return Err(self.mismatch(desc, h)),
+            Err(WriteFailure::Io(e)) => return Err(io_err(e)),
+        };
         let (digest, size) = hasher.clone().finish();
         if digest != desc.digest || size != desc.size {
             return Err(self.mismatch(desc, hasher));
@@ -168,4 +183,63 @@ impl Blobs {
             actual_size,
         }
     }
+}
+
+/// Why the disk writer stopped early.
+enum WriteFailure {
+    /// More bytes arrived than the descriptor's size (hash state of what was seen).
+    TooLong(DigestHasher),
+    Io(std::io::Error),
+}
+
+/// The blocking side: hash and write each chunk, then flush and fsync.
+fn write_hashed(
+    file: std::fs::File,
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    limit: u64,
+) -> std::result::Result<DigestHasher, WriteFailure> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(WRITE_BUF, file);
+    let mut hasher = DigestHasher::new();
+    while let Some(chunk) = rx.blocking_recv() {
+        hasher.update(&chunk);
+        if hasher.len() > limit {
+            return Err(WriteFailure::TooLong(hasher));
+        }
+        out.write_all(&chunk).map_err(WriteFailure::Io)?;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| WriteFailure::Io(e.into_error()))?;
+    file.sync_all().map_err(WriteFailure::Io)?;
+    Ok(hasher)
+}
+
+/// The blocking side of a read: fills fresh buffers from the file until EOF or the reader is gone.
+fn read_chunks(
+    mut file: std::fs::File,
+    path: PathBuf,
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes>>,
+) {
+    use std::io::Read;
+    loop {
+        let mut buf = bytes::BytesMut::zeroed(READ_BUF);
+        let n = match file.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(layout_err(Op::ReadLayout, &path, e.to_string())));
+                return;
+            }
+        };
+        buf.truncate(n);
+        if tx.blocking_send(Ok(buf.freeze())).is_err() {
+            return;
+        }
+    }
+}
+
+fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes>>) -> BlobStream {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }

@@ -81,7 +81,7 @@ impl Authenticator {
     /// The username in use, for messages (never the secret).
     pub fn who(&self) -> String {
         match self.credential() {
-            Ok(Some(c)) if c.username == IDENTITY_TOKEN_USER => "the identity token".to_string(),
+            Ok(Some(c)) if c.is_identity_token() => "the identity token".to_string(),
             Ok(Some(c)) => format!("user {:?}", c.username),
             _ => "anonymous".to_string(),
         }
@@ -270,13 +270,10 @@ impl Authenticator {
     }
 }
 
-/// The username credential helpers give with an identity (refresh) token instead of a password.
-const IDENTITY_TOKEN_USER: &str = "<token>";
-
 /// `GET realm?service=&scope=` with Basic credentials, or for an identity token the OAuth2
 /// refresh-token grant (`POST realm`), as docker does.
 fn token_request(f: &Fetch<'_>, cred: Option<&Credential>) -> reqwest::RequestBuilder {
-    if let Some(c) = cred.filter(|c| c.username == IDENTITY_TOKEN_USER) {
+    if let Some(c) = cred.filter(|c| c.is_identity_token()) {
         let mut form = vec![
             ("grant_type", "refresh_token".to_string()),
             ("refresh_token", c.secret.clone()),
