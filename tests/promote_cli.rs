@@ -15,7 +15,10 @@ fn ferry(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(args)
         .env("REGISTRY_AUTH_FILE", &empty_auth)
-        .env("DOCKER_CONFIG", std::env::temp_dir().join("ferry-promote-cli-no-docker"))
+        .env(
+            "DOCKER_CONFIG",
+            std::env::temp_dir().join("ferry-promote-cli-no-docker"),
+        )
         .output()
         .unwrap()
 }
@@ -26,7 +29,11 @@ fn code(o: &Output) -> i32 {
 
 fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
     })
 }
 
@@ -43,12 +50,26 @@ fn promote_guards_exit_with_their_codes_and_write_nothing() {
     let from = |t: &str| src.image(&format!("ci/api:{t}"));
     let to = dst.image("prod/api:1.4.2,latest");
 
-    let o = ferry(&["promote", "--quiet", "--expect-digest", &new.digest.to_string(), &from("old"), &to]);
+    let o = ferry(&[
+        "promote",
+        "--quiet",
+        "--expect-digest",
+        &new.digest.to_string(),
+        &from("old"),
+        &to,
+    ]);
     assert_eq!(code(&o), 6, "{}", stderr(&o));
     assert!(stderr(&o).contains("not the expected"), "{}", stderr(&o));
     assert!(writes(&dst).is_empty());
 
-    let o = ferry(&["promote", "--json", "--expect-digest", &old.digest.to_string(), &from("old"), &to]);
+    let o = ferry(&[
+        "promote",
+        "--json",
+        "--expect-digest",
+        &old.digest.to_string(),
+        &from("old"),
+        &to,
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let r = json(&o);
     assert_eq!(r["outcome"], "promoted");
@@ -68,14 +89,22 @@ fn promote_guards_exit_with_their_codes_and_write_nothing() {
     assert_eq!(r["outcome"], "no-tags-written");
     assert_eq!(r["images"][0]["status"], "refused");
     assert_eq!(r["images"][0]["tags"][0]["action"], "refused");
-    assert_eq!(r["images"][0]["tags"][0]["previous"], old.digest.to_string());
+    assert_eq!(
+        r["images"][0]["tags"][0]["previous"],
+        old.digest.to_string()
+    );
     assert_eq!(writes(&dst).len(), before, "a refusal writes nothing");
 
     let o = ferry(&["promote", "--quiet", "--force", &from("new"), &to]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(o.stdout.is_empty());
     let o = ferry(&["promote", &from("new"), &to]);
-    assert_eq!(code(&o), 0, "moving a tag to the digest it has is a no-op: {}", stderr(&o));
+    assert_eq!(
+        code(&o),
+        0,
+        "moving a tag to the digest it has is a no-op: {}",
+        stderr(&o)
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("1.4.2 unchanged"));
 }
 
@@ -89,15 +118,38 @@ fn tag_retags_in_place_with_guards() {
     let o = ferry(&["tag", &reg.image("team/api:rc1"), "1.0", "latest"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("same repository") && out.contains("1.0 created, latest created"), "{out}");
+    assert!(
+        out.contains("same repository") && out.contains("1.0 created, latest created"),
+        "{out}"
+    );
     assert_eq!(blob_requests(&reg).len(), before, "no blob request");
-    let o = ferry(&["tag", "--dry-run", &reg.image("team/api:rc2"), "1.1", "latest"]);
-    assert_eq!(code(&o), 7, "a dry run that would be refused says so: {}", stderr(&o));
+    let o = ferry(&[
+        "tag",
+        "--dry-run",
+        &reg.image("team/api:rc2"),
+        "1.1",
+        "latest",
+    ]);
+    assert_eq!(
+        code(&o),
+        7,
+        "a dry run that would be refused says so: {}",
+        stderr(&o)
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("REFUSE latest"));
     let o = ferry(&["tag", "--json", &reg.image("team/api:rc2"), "latest"]);
     assert_eq!(code(&o), 7);
-    assert_eq!(json(&o)["images"][0]["tags"][0]["previous"], a.digest.to_string());
-    let o = ferry(&["tag", "--force", "--quiet", &reg.image("team/api:rc2"), "latest"]);
+    assert_eq!(
+        json(&o)["images"][0]["tags"][0]["previous"],
+        a.digest.to_string()
+    );
+    let o = ferry(&[
+        "tag",
+        "--force",
+        "--quiet",
+        &reg.image("team/api:rc2"),
+        "latest",
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
 
@@ -106,8 +158,20 @@ fn plan_runs_dry_then_real_and_bad_plans_exit_2_with_lines() {
     let (src, dst) = (Registry::start(), Registry::start());
     let dir = tempfile::tempdir().unwrap();
     let base = 256 * 1024;
-    let a = seed(&src, &dir.path().join("a"), "v", &small(5).shared_base(base), "ci/a:build-9");
-    let b = seed(&src, &dir.path().join("b"), "v", &small(6).shared_base(base), "ci/b:build-9");
+    let a = seed(
+        &src,
+        &dir.path().join("a"),
+        "v",
+        &small(5).shared_base(base),
+        "ci/a:build-9",
+    );
+    let b = seed(
+        &src,
+        &dir.path().join("b"),
+        "v",
+        &small(6).shared_base(base),
+        "ci/b:build-9",
+    );
     let plan = dir.path().join("release.yaml");
     std::fs::write(
         &plan,
@@ -119,11 +183,20 @@ fn plan_runs_dry_then_real_and_bad_plans_exit_2_with_lines() {
     .unwrap();
     let plan = plan.to_str().unwrap();
     let vars = ["--var", "version=1.4.2", "--var", "commit=build-9"];
-    let o = ferry(&[&["promote", "--plan", plan, "--dry-run", "--json"][..], &vars].concat());
+    let o = ferry(
+        &[
+            &["promote", "--plan", plan, "--dry-run", "--json"][..],
+            &vars,
+        ]
+        .concat(),
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let r = json(&o);
     assert_eq!(r["outcome"], "planned");
-    assert_eq!(r["images"][1]["blobs"]["mounted"], 1, "the shared base would be mounted");
+    assert_eq!(
+        r["images"][1]["blobs"]["mounted"], 1,
+        "the shared base would be mounted"
+    );
     assert_eq!(r["totals"]["tags_created"], 6);
     assert!(writes(&dst).is_empty(), "a dry run writes nothing");
 
@@ -131,20 +204,38 @@ fn plan_runs_dry_then_real_and_bad_plans_exit_2_with_lines() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let r = json(&o);
     assert_eq!(r["outcome"], "promoted");
-    assert_eq!(r["totals"]["blobs"]["copied"], a.blobs.len() + b.blobs.len() - 1);
+    assert_eq!(
+        r["totals"]["blobs"]["copied"],
+        a.blobs.len() + b.blobs.len() - 1
+    );
     assert_eq!(r["images"][0]["label"], format!("{plan}:6"));
-    let tags: Vec<&str> = r["images"][0]["tags"].as_array().unwrap().iter().map(|t| t["tag"].as_str().unwrap()).collect();
+    let tags: Vec<&str> = r["images"][0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
     assert_eq!(tags, ["1.4.2", "1.4", "latest"]);
 
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "images:\n  - source: r.io/a:1\n    tags: [\"{version}\"]\n    destination: r.io/x\n").unwrap();
+    std::fs::write(
+        &bad,
+        "images:\n  - source: r.io/a:1\n    tags: [\"{version}\"]\n    destination: r.io/x\n",
+    )
+    .unwrap();
     let o = ferry(&["promote", "--plan", bad.to_str().unwrap()]);
     assert_eq!(code(&o), 2);
     let e = stderr(&o);
-    assert!(e.contains(&format!("{}:3:", bad.display())) && e.contains("unknown variable {version}"), "{e}");
+    assert!(
+        e.contains(&format!("{}:3:", bad.display())) && e.contains("unknown variable {version}"),
+        "{e}"
+    );
     std::fs::write(&bad, "images:\n  - source: r.io/a:1\n    tags: [x]\n    destination: r.io/x\n    flavour: spicy\n").unwrap();
     let o = ferry(&["promote", "--plan", bad.to_str().unwrap()]);
     assert_eq!(code(&o), 2);
     let e = stderr(&o);
-    assert!(e.contains(&format!("{}:5:5:", bad.display())) && e.contains("flavour"), "{e}");
+    assert!(
+        e.contains(&format!("{}:5:5:", bad.display())) && e.contains("flavour"),
+        "{e}"
+    );
 }

@@ -17,7 +17,13 @@ use support::registry::Registry;
 /// four skopeo processes at a time.
 fn seed_many(reg: &Registry, root: &Path, n: usize, base: usize) -> Vec<BuiltImage> {
     let built: Vec<BuiltImage> = (0..n)
-        .map(|i| write_layout(&root.join(format!("l{i}")), "v", &small(100 + i as u64).shared_base(base)))
+        .map(|i| {
+            write_layout(
+                &root.join(format!("l{i}")),
+                "v",
+                &small(100 + i as u64).shared_base(base),
+            )
+        })
         .collect();
     for chunk in (0..n).collect::<Vec<_>>().chunks(4) {
         std::thread::scope(|s| {
@@ -39,10 +45,23 @@ async fn thirty_images_share_a_base_that_crosses_once() {
     let images = seed_many(&src, dir.path(), 30, base);
     let (sc, dc) = (client(&src.addr), client(&dst.addr));
     let jobs: Vec<_> = (0..30)
-        .map(|i| job(&sc, &format!("ci/app{i}:build"), &dc, &format!("prod/app{i}"), &["2.0.0", "latest"]))
+        .map(|i| {
+            job(
+                &sc,
+                &format!("ci/app{i}:build"),
+                &dc,
+                &format!("prod/app{i}"),
+                &["2.0.0", "latest"],
+            )
+        })
         .collect();
     let report = promoter(true, false).run(&jobs).await;
-    assert_eq!(report.outcome, Outcome::Promoted, "{:#?}", report.images.iter().find(|i| i.error.is_some()));
+    assert_eq!(
+        report.outcome,
+        Outcome::Promoted,
+        "{:#?}",
+        report.images.iter().find(|i| i.error.is_some())
+    );
 
     let mut unique = std::collections::HashMap::new();
     for img in &images {
@@ -53,15 +72,31 @@ async fn thirty_images_share_a_base_that_crosses_once() {
     let unique_bytes: u64 = unique.values().sum();
     let st = dc.stats();
     assert_eq!(st.blob_uploads as usize, unique.len(), "{st:?}");
-    assert_eq!(st.blob_bytes_uploaded, unique_bytes, "every unique blob crossed exactly once");
-    assert_eq!(st.mounts_succeeded, 29, "29 repositories mounted the base: {st:?}");
+    assert_eq!(
+        st.blob_bytes_uploaded, unique_bytes,
+        "every unique blob crossed exactly once"
+    );
+    assert_eq!(
+        st.mounts_succeeded, 29,
+        "29 repositories mounted the base: {st:?}"
+    );
     let t = &report.totals;
-    assert_eq!((t.blobs.copied, t.blobs.mounted), (unique.len(), 29), "{t:?}");
+    assert_eq!(
+        (t.blobs.copied, t.blobs.mounted),
+        (unique.len(), 29),
+        "{t:?}"
+    );
     assert_eq!(t.tags_created, 60);
     let source_gets = sc.stats().blob_bytes_downloaded;
-    assert_eq!(source_gets, unique_bytes, "each blob read once from the source");
+    assert_eq!(
+        source_gets, unique_bytes,
+        "each blob read once from the source"
+    );
     for (i, img) in images.iter().enumerate() {
-        assert_eq!(tag_of(&dst.addr, &format!("prod/app{i}"), "2.0.0").await, Some(img.digest.clone()));
+        assert_eq!(
+            tag_of(&dst.addr, &format!("prod/app{i}"), "2.0.0").await,
+            Some(img.digest.clone())
+        );
     }
 }
 
@@ -81,7 +116,10 @@ async fn a_failing_image_leaves_every_destination_tag_untouched() {
     let (sc, dc) = (client(&src.addr), client(&dst.addr));
     // The destination already has release tags, which the plan may move.
     let r = promoter(true, false)
-        .run(&[job(&sc, "ci/old:v", &dc, "prod/app0", &["latest"]), job(&sc, "ci/old:v", &dc, "prod/app2", &["latest"])])
+        .run(&[
+            job(&sc, "ci/old:v", &dc, "prod/app0", &["latest"]),
+            job(&sc, "ci/old:v", &dc, "prod/app2", &["latest"]),
+        ])
         .await;
     assert_eq!(r.outcome, Outcome::Promoted);
     let plan = |missing: &str| {
@@ -97,7 +135,11 @@ async fn a_failing_image_leaves_every_destination_tag_untouched() {
     };
     let untouched = || async {
         for repo in ["prod/app0", "prod/app2"] {
-            assert_eq!(tag_of(&dst.addr, repo, "latest").await, Some(old.digest.clone()), "{repo}");
+            assert_eq!(
+                tag_of(&dst.addr, repo, "latest").await,
+                Some(old.digest.clone()),
+                "{repo}"
+            );
             assert_eq!(tag_of(&dst.addr, repo, "2.0").await, None, "{repo}");
         }
         assert_eq!(tag_of(&dst.addr, "prod/app1", "2.0").await, None);
@@ -112,21 +154,44 @@ async fn a_failing_image_leaves_every_destination_tag_untouched() {
 
     // A source blob that has gone: found while copying; the others are prepared, not tagged.
     let shared = |d: &ferry::Digest| imgs[0].blobs.iter().any(|b| &b.digest == d);
-    let victim = imgs[1].blobs.iter().map(|b| b.digest.clone()).find(|d| !shared(d)).unwrap();
+    let victim = imgs[1]
+        .blobs
+        .iter()
+        .map(|b| b.digest.clone())
+        .find(|d| !shared(d))
+        .unwrap();
     delete_blob(&src, "ci/app1", &victim).await;
     let r = promoter(true, false).run(&plan("ci/app1:build")).await;
     assert_eq!(r.outcome, Outcome::NoTagsWritten, "{r:#?}");
     let statuses: Vec<ImageStatus> = r.images.iter().map(|i| i.status).collect();
-    assert_eq!(statuses, [ImageStatus::Prepared, ImageStatus::Failed, ImageStatus::Prepared]);
-    assert!(r.images[1].error.as_ref().unwrap().to_string().contains(&victim.to_string()));
+    assert_eq!(
+        statuses,
+        [
+            ImageStatus::Prepared,
+            ImageStatus::Failed,
+            ImageStatus::Prepared
+        ]
+    );
+    assert!(r.images[1]
+        .error
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains(&victim.to_string()));
     assert_eq!(r.totals.tags_written, 0);
     untouched().await;
 
     // --no-atomic: the good images are promoted anyway.
     let r = promoter(false, false).run(&plan("ci/app1:build")).await;
     assert_eq!(r.outcome, Outcome::Partial);
-    assert_eq!(tag_of(&dst.addr, "prod/app0", "latest").await, Some(imgs[0].digest.clone()));
-    assert_eq!(tag_of(&dst.addr, "prod/app2", "2.0").await, Some(imgs[2].digest.clone()));
+    assert_eq!(
+        tag_of(&dst.addr, "prod/app0", "latest").await,
+        Some(imgs[0].digest.clone())
+    );
+    assert_eq!(
+        tag_of(&dst.addr, "prod/app2", "2.0").await,
+        Some(imgs[2].digest.clone())
+    );
     assert_eq!(tag_of(&dst.addr, "prod/app1", "2.0").await, None);
 }
 
@@ -141,33 +206,64 @@ fn problems(file: &str, text: &str, vars: &Vars) -> String {
 #[test]
 fn plan_problems_are_reported_with_file_and_line() {
     let v = Vars::new();
-    let e = problems("release.yaml", "images:\n  - source: r.io/a:1\n    tags: [x]\n    destinaton: b\n", &v);
-    assert!(e.contains("release.yaml:4:5: ") && e.contains("destinaton"), "{e}");
+    let e = problems(
+        "release.yaml",
+        "images:\n  - source: r.io/a:1\n    tags: [x]\n    destinaton: b\n",
+        &v,
+    );
+    assert!(
+        e.contains("release.yaml:4:5: ") && e.contains("destinaton"),
+        "{e}"
+    );
 
-    let e = problems("release.yaml", "defaults:\n  registry: prod.io\nimages:\n  - source: r.io/A:1\n    tags: [x]\n", &v);
+    let e = problems(
+        "release.yaml",
+        "defaults:\n  registry: prod.io\nimages:\n  - source: r.io/A:1\n    tags: [x]\n",
+        &v,
+    );
     assert!(e.contains("release.yaml:4:") && e.contains("source"), "{e}");
 
     let text = "vars: {version: 1.4.2+build5}\ndefaults:\n  registry: prod.io\n  tags: [\"{version}\"]\nimages:\n  - source: r.io/a:1\n";
     let e = problems("rel.yaml", text, &v);
-    assert!(e.contains("rel.yaml:4:") && e.contains("renders \"1.4.2+build5\""), "{e}");
+    assert!(
+        e.contains("rel.yaml:4:") && e.contains("renders \"1.4.2+build5\""),
+        "{e}"
+    );
 
-    let text = "defaults:\n  registry: prod.io\n  tags: [\"{major}\"]\nimages:\n  - source: r.io/a:1\n";
+    let text =
+        "defaults:\n  registry: prod.io\n  tags: [\"{major}\"]\nimages:\n  - source: r.io/a:1\n";
     let e = problems("rel.yaml", text, &v);
-    assert!(e.contains("rel.yaml:3:") && e.contains("unknown variable {major}"), "{e}");
+    assert!(
+        e.contains("rel.yaml:3:") && e.contains("unknown variable {major}"),
+        "{e}"
+    );
 
     let text = "defaults:\n  registry: prod.io\nimages:\n  - source: r.io/a:1\n    destination: api\n    tags: [\"1.0\", latest]\n  - source: r.io/b:7\n    destination: prod.io/api\n    tags: [latest]\n";
     let e = problems("rel.yaml", text, &v);
-    assert!(e.contains("rel.yaml:9:") && e.contains("prod.io/api:latest is also promoted by the image at line 4"), "{e}");
+    assert!(
+        e.contains("rel.yaml:9:")
+            && e.contains("prod.io/api:latest is also promoted by the image at line 4"),
+        "{e}"
+    );
 
     let text = "{\"images\": [\n  {\"source\": \"r.io/a:1\", \"tags\": [\"x\"], \"expect-digest\": \"sha256:abc\"}\n]}";
     let e = problems("rel.json", text, &v);
-    assert!(e.contains("rel.json:2:") && e.contains("expect-digest"), "{e}");
+    assert!(
+        e.contains("rel.json:2:") && e.contains("expect-digest"),
+        "{e}"
+    );
 
     // Several problems are all reported, in line order.
     let text = "images:\n  - source: r.io/a:1\n  - source: r.io/b:1\n    destination: prod.io/b\n    tags: [\"bad tag\"]\n";
     let e = problems("p.yaml", text, &v);
-    assert!(e.contains("p.yaml:2:") && e.contains("no destination registry"), "{e}");
-    assert!(e.contains("p.yaml:5:") && e.contains("not a valid tag"), "{e}");
+    assert!(
+        e.contains("p.yaml:2:") && e.contains("no destination registry"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p.yaml:5:") && e.contains("not a valid tag"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -198,7 +294,9 @@ images:
     v.set("commit", "3f2a1c");
     let plan = Plan::parse("release.yaml", text, &v).unwrap();
     assert_eq!(plan.limits, vec![("prod.example.com".to_string(), 4)]);
-    let [api, web, cli] = &plan.images[..] else { panic!() };
+    let [api, web, cli] = &plan.images[..] else {
+        panic!()
+    };
     assert_eq!(api.label, "release.yaml:11");
     assert_eq!(api.source.to_string(), "ci.example.com/team/api:3f2a1c");
     assert_eq!(api.destination.to_string(), "prod.example.com/team/api");
@@ -210,7 +308,9 @@ images:
     assert_eq!(web.overwrite, Overwrite::Any);
     // --var wins over the file, per-image values included.
     assert_eq!(cli.tags, ["1.4.2", "1.4", "latest"]);
-    assert!(matches!(&cli.destination, ImageRef::Registry(r) if r.registry == "other.example.com:5000"));
+    assert!(
+        matches!(&cli.destination, ImageRef::Registry(r) if r.registry == "other.example.com:5000")
+    );
     let no_cli = Plan::parse("release.yaml", text, &{
         let mut v = Vars::new();
         v.set("commit", "x");

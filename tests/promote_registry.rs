@@ -4,9 +4,9 @@ mod promote_common;
 mod support;
 
 use ferry::error::Error;
-use support::fixtures::ImageSpec;
 use ferry::promote::{ImageStatus, Outcome, Route, TagAction};
 use promote_common::*;
+use support::fixtures::ImageSpec;
 use support::registry::Registry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,23 +17,44 @@ async fn same_repository_retag_sends_no_blob_request() {
     let before = blob_requests(&reg).len();
     let c = client(&reg.addr);
     let report = promoter(true, false)
-        .run(&[job(&c, "team/api:feature-x", &c, "team/api", &["1.4.2", "1.4", "latest"])])
+        .run(&[job(
+            &c,
+            "team/api:feature-x",
+            &c,
+            "team/api",
+            &["1.4.2", "1.4", "latest"],
+        )])
         .await;
     assert_eq!(report.outcome, Outcome::Promoted, "{report:#?}");
     let i = &report.images[0];
     assert_eq!(i.route, Some(Route::SameRepository));
-    assert!(i.tags.iter().all(|t| t.action == TagAction::Created && t.written));
+    assert!(i
+        .tags
+        .iter()
+        .all(|t| t.action == TagAction::Created && t.written));
     let st = c.stats();
     assert_eq!(
-        (st.blob_heads, st.blob_gets, st.blob_uploads, st.mounts_attempted),
+        (
+            st.blob_heads,
+            st.blob_gets,
+            st.blob_uploads,
+            st.mounts_attempted
+        ),
         (0, 0, 0, 0),
         "{st:?}"
     );
     // GET the source, HEAD three tags; PUT the tags (probe with ?tag=, then one per tag).
     assert_eq!((st.manifest_gets, st.manifest_heads), (1, 3), "{st:?}");
-    assert_eq!(blob_requests(&reg).len(), before, "the registry saw blob requests");
+    assert_eq!(
+        blob_requests(&reg).len(),
+        before,
+        "the registry saw blob requests"
+    );
     for t in ["1.4.2", "1.4", "latest"] {
-        assert_eq!(tag_of(&reg.addr, "team/api", t).await, Some(img.digest.clone()));
+        assert_eq!(
+            tag_of(&reg.addr, "team/api", t).await,
+            Some(img.digest.clone())
+        );
     }
 }
 
@@ -57,23 +78,38 @@ async fn same_registry_promotion_mounts_every_blob() {
     assert_eq!(st.blob_gets, 0, "{st:?}");
     assert_eq!(st.mounts_succeeded as usize, img.blobs.len(), "{st:?}");
     let log = reg.log();
-    assert!(!log.contains("\"PATCH /v2/prod/api/blobs/uploads/"), "bytes were sent");
     assert!(
-        !log.lines().any(|l| l.contains("\"PUT /v2/prod/api/blobs/uploads/")),
+        !log.contains("\"PATCH /v2/prod/api/blobs/uploads/"),
+        "bytes were sent"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("\"PUT /v2/prod/api/blobs/uploads/")),
         "an upload was closed"
     );
-    assert_eq!(tag_of(&reg.addr, "prod/api", "1.0.0").await, Some(img.digest));
+    assert_eq!(
+        tag_of(&reg.addr, "prod/api", "1.0.0").await,
+        Some(img.digest)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_registry_promotion_copies_then_tags_and_learns_multi_tag_put() {
     let (src, dst) = (Registry::start(), Registry::start());
     let dir = tempfile::tempdir().unwrap();
-    let a = seed(&src, dir.path(), "a", &ImageSpec::oci_index().layers(1, 8192).seed(3), "ci/a:x");
+    let a = seed(
+        &src,
+        dir.path(),
+        "a",
+        &ImageSpec::oci_index().layers(1, 8192).seed(3),
+        "ci/a:x",
+    );
     let b = seed(&src, dir.path(), "b", &small(4), "ci/b:x");
     let (sc, dc) = (client(&src.addr), client(&dst.addr));
     let p = promoter(true, false);
-    let r1 = p.run(&[job(&sc, "ci/a:x", &dc, "prod/a", &["1.0", "latest"])]).await;
+    let r1 = p
+        .run(&[job(&sc, "ci/a:x", &dc, "prod/a", &["1.0", "latest"])])
+        .await;
     assert_eq!(r1.outcome, Outcome::Promoted, "{r1:#?}");
     assert_eq!(r1.images[0].route, Some(Route::CrossRegistry));
     assert_eq!(r1.images[0].blobs.copied, a.blobs.len());
@@ -82,16 +118,26 @@ async fn cross_registry_promotion_copies_then_tags_and_learns_multi_tag_put() {
     let puts = dc.stats().manifest_puts;
     // 3 children + index by digest, the ?tag= probe, then one PUT per tag.
     assert_eq!(puts, 4 + 1 + 2, "{:?}", dc.stats());
-    let r2 = p.run(&[job(&sc, "ci/b:x", &dc, "prod/b", &["1.0", "latest"])]).await;
+    let r2 = p
+        .run(&[job(&sc, "ci/b:x", &dc, "prod/b", &["1.0", "latest"])])
+        .await;
     assert_eq!(r2.outcome, Outcome::Promoted, "{r2:#?}");
     assert_eq!(dc.stats().manifest_puts - puts, 1 + 2, "no second probe");
     for (repo, d) in [("prod/a", &a.digest), ("prod/b", &b.digest)] {
         for t in ["1.0", "latest"] {
-            assert_eq!(tag_of(&dst.addr, repo, t).await.as_ref(), Some(d), "{repo}:{t}");
+            assert_eq!(
+                tag_of(&dst.addr, repo, t).await.as_ref(),
+                Some(d),
+                "{repo}:{t}"
+            );
         }
     }
     let raw = support::fixtures::inspect_raw(&format!("docker://{}/prod/a:1.0", dst.addr));
-    assert_eq!(ferry::Digest::of(&raw), a.digest, "skopeo sees the same bytes");
+    assert_eq!(
+        ferry::Digest::of(&raw),
+        a.digest,
+        "skopeo sees the same bytes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +153,9 @@ async fn expect_digest_mismatch_writes_nothing() {
     assert_eq!(report.outcome, Outcome::NoTagsWritten);
     assert_eq!(report.images[0].status, ImageStatus::Refused);
     match &report.take_errors()[..] {
-        [Error::UnexpectedDigest { expected, actual, .. }] => {
+        [Error::UnexpectedDigest {
+            expected, actual, ..
+        }] => {
             assert_eq!((expected, actual), (&wrong, &img.digest));
         }
         e => panic!("{e:?}"),
@@ -129,17 +177,37 @@ async fn tag_guard_refuses_unless_forced_and_same_digest_is_a_no_op() {
     let new = seed(&reg, dir.path(), "new", &small(7), "ci/api:new");
     let c = client(&reg.addr);
     let p = promoter(true, false);
-    let r = p.run(&[job(&c, "ci/api:old", &c, "prod/api", &["1.4", "latest"])]).await;
+    let r = p
+        .run(&[job(&c, "ci/api:old", &c, "prod/api", &["1.4", "latest"])])
+        .await;
     assert_eq!(r.outcome, Outcome::Promoted);
 
     let writes_before = writes(&reg).len();
-    let mut r = p.run(&[job(&c, "ci/api:new", &c, "prod/api", &["1.5", "1.4", "latest"])]).await;
+    let mut r = p
+        .run(&[job(
+            &c,
+            "ci/api:new",
+            &c,
+            "prod/api",
+            &["1.5", "1.4", "latest"],
+        )])
+        .await;
     assert_eq!(r.outcome, Outcome::NoTagsWritten);
     let actions: Vec<TagAction> = r.images[0].tags.iter().map(|t| t.action).collect();
-    assert_eq!(actions, [TagAction::Created, TagAction::Refused, TagAction::Refused]);
+    assert_eq!(
+        actions,
+        [TagAction::Created, TagAction::Refused, TagAction::Refused]
+    );
     assert!(matches!(&r.take_errors()[..], [Error::Many(v)] if v.len() == 2));
-    assert_eq!(writes(&reg).len(), writes_before, "a refusal writes nothing");
-    assert_eq!(tag_of(&reg.addr, "prod/api", "1.4").await, Some(old.digest.clone()));
+    assert_eq!(
+        writes(&reg).len(),
+        writes_before,
+        "a refusal writes nothing"
+    );
+    assert_eq!(
+        tag_of(&reg.addr, "prod/api", "1.4").await,
+        Some(old.digest.clone())
+    );
     assert_eq!(tag_of(&reg.addr, "prod/api", "1.5").await, None);
 
     // An overwrite rule lets `latest` move; 1.4 is still refused.
@@ -150,17 +218,47 @@ async fn tag_guard_refuses_unless_forced_and_same_digest_is_a_no_op() {
     assert_eq!(r.images[0].status, ImageStatus::Refused);
 
     let forced = promoter(true, true);
-    let r = forced.run(&[job(&c, "ci/api:new", &c, "prod/api", &["1.5", "1.4", "latest"])]).await;
+    let r = forced
+        .run(&[job(
+            &c,
+            "ci/api:new",
+            &c,
+            "prod/api",
+            &["1.5", "1.4", "latest"],
+        )])
+        .await;
     assert_eq!(r.outcome, Outcome::Promoted, "{r:#?}");
-    let moved: Vec<_> = r.images[0].tags.iter().map(|t| (t.action, t.previous.clone())).collect();
+    let moved: Vec<_> = r.images[0]
+        .tags
+        .iter()
+        .map(|t| (t.action, t.previous.clone()))
+        .collect();
     assert_eq!(moved[1], (TagAction::Moved, Some(old.digest.clone())));
-    assert_eq!(tag_of(&reg.addr, "prod/api", "1.4").await, Some(new.digest.clone()));
+    assert_eq!(
+        tag_of(&reg.addr, "prod/api", "1.4").await,
+        Some(new.digest.clone())
+    );
 
     let puts = c.stats().manifest_puts;
-    let r = p.run(&[job(&c, "ci/api:new", &c, "prod/api", &["1.5", "1.4", "latest"])]).await;
+    let r = p
+        .run(&[job(
+            &c,
+            "ci/api:new",
+            &c,
+            "prod/api",
+            &["1.5", "1.4", "latest"],
+        )])
+        .await;
     assert_eq!(r.outcome, Outcome::Promoted);
-    assert!(r.images[0].tags.iter().all(|t| t.action == TagAction::Unchanged && !t.written));
-    assert_eq!(c.stats().manifest_puts, puts, "unchanged tags are not written");
+    assert!(r.images[0]
+        .tags
+        .iter()
+        .all(|t| t.action == TagAction::Unchanged && !t.written));
+    assert_eq!(
+        c.stats().manifest_puts,
+        puts,
+        "unchanged tags are not written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +288,12 @@ async fn dry_run_reports_the_plan_and_writes_nothing() {
     // After the real run, a dry run finds everything present and every tag unchanged.
     let real = promoter(true, false).run(&jobs).await;
     assert_eq!(real.outcome, Outcome::Promoted);
-    assert_eq!(real.totals.blobs.copied, a.blobs.len() + b.blobs.len() - 1, "{:?}", real.totals);
+    assert_eq!(
+        real.totals.blobs.copied,
+        a.blobs.len() + b.blobs.len() - 1,
+        "{:?}",
+        real.totals
+    );
     assert_eq!(real.totals.blobs.mounted, 1);
     let again = promoter(true, false).dry_run(&jobs).await;
     assert_eq!(again.totals.blobs.copied + again.totals.blobs.mounted, 0);

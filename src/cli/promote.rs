@@ -122,7 +122,12 @@ pub async fn run(args: PromoteArgs) -> Result<()> {
         None => single(&args)?,
     };
     let mut limits = RegistryLimits::new(args.registry_jobs);
-    for (host, n) in plan.limits.iter().cloned().chain(parse_limits(&args.registry_limits)?) {
+    for (host, n) in plan
+        .limits
+        .iter()
+        .cloned()
+        .chain(parse_limits(&args.registry_limits)?)
+    {
         limits.set(api_host(&host), n);
     }
     let options = PromoteOptions {
@@ -143,7 +148,7 @@ pub async fn execute(
     transport: &TransportArgs,
     one_side: Option<Side>,
 ) -> Result<()> {
-    let opener = Opener::new(transport, one_side);
+    let opener = Opener::new(transport, one_side, guard.dry_run);
     let jobs = plan
         .images
         .iter()
@@ -159,7 +164,10 @@ pub async fn execute(
     };
     reporter.clear();
     if guard.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
     } else if !guard.quiet {
         output::print(&report);
     }
@@ -174,7 +182,9 @@ pub async fn execute(
 /// The one-image plan of `ferry promote SRC DST:TAG[,TAG...]`.
 fn single(args: &PromoteArgs) -> Result<Plan> {
     let (Some(src), Some(dst)) = (&args.source, &args.destination) else {
-        return Err(Error::Invalid("give SOURCE and DESTINATION, or --plan FILE".into()));
+        return Err(Error::Invalid(
+            "give SOURCE and DESTINATION, or --plan FILE".into(),
+        ));
     };
     let source = parse_ref(src)?;
     let (destination, mut tags) = split_tags(dst)?;

@@ -53,9 +53,7 @@ impl BlobLedger {
             .map(|l| l.registry)
             .unwrap_or_else(|| dst.location());
         let mut map = self.inflight.lock().unwrap();
-        map.entry((key, digest.clone()))
-            .or_default()
-            .clone()
+        map.entry((key, digest.clone())).or_default().clone()
     }
 }
 

@@ -104,7 +104,8 @@ impl Expander<'_> {
                 .map_err(|err| self.problem(d, format!("expect-digest: {err}")))
                 .ok()
         });
-        let overwrite = self.overwrite(e.overwrite.as_ref().or(f.defaults.overwrite.as_ref()), vars);
+        let overwrite =
+            self.overwrite(e.overwrite.as_ref().or(f.defaults.overwrite.as_ref()), vars);
         Some(PlannedImage {
             label,
             source: source?,
@@ -139,7 +140,10 @@ impl Expander<'_> {
             Some(d) => (self.render(d, vars)?, d),
             None => {
                 let ImageRef::Registry(src) = source else {
-                    self.problem(&e.source, "an image from an OCI layout needs a `destination`");
+                    self.problem(
+                        &e.source,
+                        "an image from an OCI layout needs a `destination`",
+                    );
                     return None;
                 };
                 (src.repository.clone(), &e.source)
@@ -168,7 +172,10 @@ impl Expander<'_> {
             ImageRef::Layout(l) => (l.tag.is_some(), l.digest.is_some()),
         };
         if tag || digest {
-            self.problem(at, format!("destination {full:?} names a tag or digest: put tags under `tags:`"));
+            self.problem(
+                at,
+                format!("destination {full:?} names a tag or digest: put tags under `tags:`"),
+            );
             return None;
         }
         Some(r)
@@ -222,7 +229,11 @@ impl Expander<'_> {
             for tag in &image.tags {
                 match seen.get(&(repo.clone(), tag.clone())) {
                     Some(first) => {
-                        let at = entry.tags.as_ref().and_then(|ts| ts.first()).map(Position::at);
+                        let at = entry
+                            .tags
+                            .as_ref()
+                            .and_then(|ts| ts.first())
+                            .map(Position::at);
                         let pos = at.unwrap_or_else(|| Position::at(*entry));
                         self.problems.push(pos.problem(format!(
                             "{repo}:{tag} is also promoted by the image at line {first}: one destination tag, one source"

@@ -191,7 +191,11 @@ mod tests {
 
     #[test]
     fn yaml_and_json_parse_with_lines() {
-        let p = parse("p.yaml", "images:\n  - source: a/b:1\n    tags: [x]\n  - source: c\n").unwrap();
+        let p = parse(
+            "p.yaml",
+            "images:\n  - source: a/b:1\n    tags: [x]\n  - source: c\n",
+        )
+        .unwrap();
         assert_eq!(p.images.len(), 2);
         assert_eq!(Position::at(&p.images[1]).line, 4);
         let j = parse("p.json", "{\"images\": [\n {\"source\": \"a/b:1\", \"tags\": [\"x\"]},\n {\"source\": \"q\", \"expect-digest\": \"sha256:00\"}]}").unwrap();

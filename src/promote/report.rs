@@ -174,7 +174,10 @@ impl PlanReport {
         };
         for i in &self.images {
             t.promoted += usize::from(i.status == ImageStatus::Promoted);
-            t.failed += usize::from(matches!(i.status, ImageStatus::Failed | ImageStatus::Refused));
+            t.failed += usize::from(matches!(
+                i.status,
+                ImageStatus::Failed | ImageStatus::Refused
+            ));
             t.blobs.add(&i.blobs);
             t.tags_created += i.count(TagAction::Created);
             t.tags_unchanged += i.count(TagAction::Unchanged);
@@ -193,7 +196,11 @@ impl PlanReport {
     /// The errors of every image, most decisive first: an unexpected source digest, then a
     /// refused tag, then the rest in plan order.
     pub fn take_errors(&mut self) -> Vec<Error> {
-        let mut errors: Vec<Error> = self.images.iter_mut().filter_map(|i| i.error.take()).collect();
+        let mut errors: Vec<Error> = self
+            .images
+            .iter_mut()
+            .filter_map(|i| i.error.take())
+            .collect();
         errors.sort_by_key(|e| match e {
             Error::UnexpectedDigest { .. } => 0,
             Error::TagRefused { .. } => 1,

@@ -15,7 +15,11 @@ use crate::store::Store;
 pub(super) type Presence = Vec<(Descriptor, bool)>;
 
 /// HEADs every blob at `dst`, `jobs` at once.
-pub(super) async fn presence(dst: &dyn Store, blobs: &[Descriptor], jobs: usize) -> Result<Presence> {
+pub(super) async fn presence(
+    dst: &dyn Store,
+    blobs: &[Descriptor],
+    jobs: usize,
+) -> Result<Presence> {
     futures::stream::iter(blobs)
         .map(|d| async move { Ok((d.clone(), dst.has_blob(d).await?)) })
         .buffered(jobs.max(1))
@@ -46,7 +50,12 @@ fn registry_of(store: &dyn Store) -> String {
 
 impl Simulation {
     /// What the copy engine would do with each blob of one image.
-    pub(super) fn image(&mut self, src: &dyn Store, dst: &dyn Store, blobs: &Presence) -> BlobSummary {
+    pub(super) fn image(
+        &mut self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        blobs: &Presence,
+    ) -> BlobSummary {
         let registry = registry_of(dst);
         let here = dst.location();
         let same_registry = match (src.repo_location(), dst.repo_location()) {
@@ -55,7 +64,10 @@ impl Simulation {
         };
         let mut s = BlobSummary::default();
         for (d, present) in blobs {
-            let holders = self.placed.entry((registry.clone(), d.digest.clone())).or_default();
+            let holders = self
+                .placed
+                .entry((registry.clone(), d.digest.clone()))
+                .or_default();
             let elsewhere = !holders.is_empty();
             if *present || holders.contains(&here) {
                 s.skipped += 1;

@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(v.render("latest").unwrap(), "latest");
         assert_eq!(v.render("{{x}}").unwrap(), "{x}");
         let pre = vars(&[("version", "v2.0.1-rc.1+build5")]);
-        assert_eq!(pre.render("{major}.{minor}.{patch}-{prerelease}").unwrap(), "2.0.1-rc.1");
+        assert_eq!(
+            pre.render("{major}.{minor}.{patch}-{prerelease}").unwrap(),
+            "2.0.1-rc.1"
+        );
     }
 
     #[test]
@@ -155,14 +158,20 @@ mod tests {
         let mut cli = Vars::new();
         cli.set("version", "3.2.1");
         let v = base.layered(&cli);
-        assert_eq!(v.render("{version} {major} {minor}").unwrap(), "3.2.1 one 2");
+        assert_eq!(
+            v.render("{version} {major} {minor}").unwrap(),
+            "3.2.1 one 2"
+        );
     }
 
     #[test]
     fn errors_name_the_problem() {
         let v = vars(&[("version", "nightly")]);
         let e = v.render("{major}.{minor}").unwrap_err();
-        assert!(e.contains("unknown variable {major}") && e.contains("--var version="), "{e}");
+        assert!(
+            e.contains("unknown variable {major}") && e.contains("--var version="),
+            "{e}"
+        );
         assert!(v.render("{version").unwrap_err().contains("unclosed"));
         assert!(v.render("x}").unwrap_err().contains("unmatched"));
         assert_eq!(

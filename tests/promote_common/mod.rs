@@ -32,7 +32,13 @@ pub fn store(c: &RegistryClient, repo: &str) -> Arc<dyn Store> {
 }
 
 /// Writes `spec` as `tag` into `layout` and pushes it to `reg` as `repo_tag` with skopeo.
-pub fn seed(reg: &Registry, layout: &Path, tag: &str, spec: &ImageSpec, repo_tag: &str) -> BuiltImage {
+pub fn seed(
+    reg: &Registry,
+    layout: &Path,
+    tag: &str,
+    spec: &ImageSpec,
+    repo_tag: &str,
+) -> BuiltImage {
     let built = write_layout(layout, tag, spec);
     seed_registry(layout, tag, &reg.addr, repo_tag);
     built
@@ -81,7 +87,11 @@ pub async fn tag_of(addr: &str, repo: &str, tag: &str) -> Option<Digest> {
 pub fn writes(reg: &Registry) -> Vec<String> {
     reg.log()
         .lines()
-        .filter(|l| ["\"PUT ", "\"POST ", "\"PATCH ", "\"DELETE "].iter().any(|m| l.contains(m)))
+        .filter(|l| {
+            ["\"PUT ", "\"POST ", "\"PATCH ", "\"DELETE "]
+                .iter()
+                .any(|m| l.contains(m))
+        })
         .map(str::to_string)
         .collect()
 }

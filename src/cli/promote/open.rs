@@ -18,14 +18,17 @@ pub struct Opener<'a> {
     clients: Mutex<HashMap<(bool, String), RegistryClient>>,
     /// `ferry tag`: source and destination are one repository: use the destination's client.
     one_side: Option<Side>,
+    /// A dry run opens destination layouts read-only (never creates one).
+    dry_run: bool,
 }
 
 impl<'a> Opener<'a> {
-    pub fn new(transport: &'a TransportArgs, one_side: Option<Side>) -> Self {
+    pub fn new(transport: &'a TransportArgs, one_side: Option<Side>, dry_run: bool) -> Self {
         Opener {
             transport,
             clients: Mutex::new(HashMap::new()),
             one_side,
+            dry_run,
         }
     }
 
@@ -51,6 +54,15 @@ impl<'a> Opener<'a> {
                     (None, None) => Target::Tag("latest".into()),
                 };
                 Ok((Arc::new(RegistryStore::new(client, &rr.repository)), target))
+            }
+            ImageRef::Layout(l) if self.dry_run && side == Side::Destination => {
+                if !l.path.exists() {
+                    return Err(Error::Invalid(format!(
+                        "--dry-run: the destination layout {} does not exist yet (everything would be copied); a dry run creates nothing",
+                        l.path.display()
+                    )));
+                }
+                self.transport.open(r, Side::Source)
             }
             ImageRef::Layout(_) => self.transport.open(r, side),
         }
@@ -120,12 +132,24 @@ mod tests {
     fn destinations_split_into_repository_and_tags() {
         assert_eq!(
             split("127.0.0.1:5000/team/api:1.4.2,1.4,latest"),
-            ("127.0.0.1:5000/team/api".into(), vec!["1.4.2".into(), "1.4".into(), "latest".into()])
+            (
+                "127.0.0.1:5000/team/api".into(),
+                vec!["1.4.2".into(), "1.4".into(), "latest".into()]
+            )
         );
-        assert_eq!(split("127.0.0.1:5000/team/api"), ("127.0.0.1:5000/team/api".into(), vec![]));
-        assert_eq!(split("oci:./out:v1,v2").1, vec!["v1".to_string(), "v2".to_string()]);
+        assert_eq!(
+            split("127.0.0.1:5000/team/api"),
+            ("127.0.0.1:5000/team/api".into(), vec![])
+        );
+        assert_eq!(
+            split("oci:./out:v1,v2").1,
+            vec!["v1".to_string(), "v2".to_string()]
+        );
         assert!(split_tags("r.io/a:1.0,bad tag").is_err());
         assert!(split_tags("r.io/a:1.0,").is_err());
-        assert!(split_tags("r.io/a@sha256:0000000000000000000000000000000000000000000000000000000000000000").is_err());
+        assert!(split_tags(
+            "r.io/a@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+        )
+        .is_err());
     }
 }
