@@ -319,3 +319,120 @@ images:
     .unwrap();
     assert_eq!(no_cli.images[2].tags, ["3.1.4", "3.1", "latest"]);
 }
+
+/// A layout that calls itself a registry repository (so registry limits apply to it) and
+/// records how many blob transfers it serves at once.
+struct Counting {
+    inner: ferry::store::layout::LayoutStore,
+    repo: String,
+    now: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    max: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl ferry::store::Store for Counting {
+    fn location(&self) -> String {
+        format!("fake.registry/{}", self.repo)
+    }
+    fn repo_location(&self) -> Option<ferry::store::RepoLocation> {
+        Some(ferry::store::RepoLocation {
+            registry: "fake.registry".into(),
+            repository: self.repo.clone(),
+        })
+    }
+    async fn resolve(
+        &self,
+        t: &ferry::store::Target,
+    ) -> ferry::Result<Option<ferry::manifest::Descriptor>> {
+        self.inner.resolve(t).await
+    }
+    async fn get_manifest(
+        &self,
+        t: &ferry::store::Target,
+    ) -> ferry::Result<ferry::manifest::RawManifest> {
+        self.inner.get_manifest(t).await
+    }
+    async fn put_manifest(
+        &self,
+        m: &ferry::manifest::RawManifest,
+        tags: &[String],
+    ) -> ferry::Result<()> {
+        self.inner.put_manifest(m, tags).await
+    }
+    async fn has_blob(&self, d: &ferry::manifest::Descriptor) -> ferry::Result<bool> {
+        self.inner.has_blob(d).await
+    }
+    async fn open_blob(
+        &self,
+        d: &ferry::manifest::Descriptor,
+        offset: u64,
+    ) -> ferry::Result<ferry::store::BlobStream> {
+        self.inner.open_blob(d, offset).await
+    }
+    async fn put_blob(
+        &self,
+        d: &ferry::manifest::Descriptor,
+        s: &dyn ferry::store::BlobSource,
+    ) -> ferry::Result<u64> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.max.fetch_max(n, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let r = self.inner.put_blob(d, s).await;
+        self.now.fetch_sub(1, SeqCst);
+        r
+    }
+    async fn list_tags(&self) -> ferry::Result<Vec<String>> {
+        self.inner.list_tags().await
+    }
+}
+
+/// Runs 6 images of 4 layers each into one "registry" with a per-registry limit; returns the
+/// most blob uploads seen at once.
+async fn most_at_once(limit: usize) -> usize {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let max = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let now = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut jobs = Vec::new();
+    for i in 0..6 {
+        write_layout(&src, &format!("t{i}"), &small(300 + i).layers(4, 1024));
+        let dst = dir.path().join(format!("dst{i}"));
+        jobs.push(ferry::promote::Job {
+            label: format!("t{i}"),
+            source: Arc::new(ferry::store::layout::LayoutStore::open(&src).unwrap()),
+            target: ferry::store::Target::Tag(format!("t{i}")),
+            destination: Arc::new(Counting {
+                inner: ferry::store::layout::LayoutStore::create(&dst).unwrap(),
+                repo: format!("app{i}"),
+                now: now.clone(),
+                max: max.clone(),
+            }),
+            tags: vec!["1.0".into()],
+            expect_digest: None,
+            overwrite: Overwrite::Never,
+        });
+    }
+    let opts = ferry::promote::PromoteOptions {
+        images: 6,
+        jobs: 8,
+        ..Default::default()
+    };
+    let limits = ferry::copy::RegistryLimits::new(limit);
+    let p = ferry::promote::Promoter::new(opts, limits, Arc::new(ferry::promote::SilentPlan));
+    let r = p.run(&jobs).await;
+    assert_eq!(r.outcome, Outcome::Promoted, "{r:#?}");
+    assert_eq!(r.totals.blobs.copied, 30);
+    max.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_registry_limit_bounds_blob_transfers_across_images() {
+    assert_eq!(most_at_once(2).await, 2);
+    let unlimited = most_at_once(0).await;
+    assert!(
+        unlimited > 6,
+        "without a limit, images overlap: {unlimited}"
+    );
+}

@@ -35,6 +35,14 @@ struct Slot {
     wrote: bool,
 }
 
+/// `location:tag` or `location@digest`, for messages.
+fn reference(store: &dyn Store, target: &Target) -> String {
+    match target {
+        Target::Tag(t) => format!("{}:{t}", store.location()),
+        Target::Digest(d) => format!("{}@{d}", store.location()),
+    }
+}
+
 fn route(src: &dyn Store, dst: &dyn Store) -> Route {
     match (src.repo_location(), dst.repo_location()) {
         (Some(s), Some(d)) if s == d => Route::SameRepository,
@@ -102,7 +110,7 @@ impl Promoter {
             .map(|j| Slot {
                 report: ImageReport::new(
                     &j.label,
-                    format!("{}:{}", j.source.location(), j.target),
+                    reference(j.source.as_ref(), &j.target),
                     j.destination.location(),
                 ),
                 resolved: None,
@@ -307,7 +315,7 @@ impl Promoter {
         if let Some(want) = &job.expect_digest {
             if want != &root.digest {
                 return Err(Error::UnexpectedDigest {
-                    source_ref: format!("{}:{}", src.location(), job.target),
+                    source_ref: reference(src, &job.target),
                     expected: want.clone(),
                     actual: root.digest.clone(),
                 });
