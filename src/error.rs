@@ -138,9 +138,40 @@ pub enum Error {
         actual: Digest,
     },
 
+    /// Release guard: a destination tag points at another digest and may not be moved.
+    #[error("{location}:{tag} points at {current}, not {wanted}: not moved (use --force or an overwrite rule)")]
+    TagRefused {
+        location: String,
+        tag: String,
+        current: Digest,
+        wanted: Digest,
+    },
+
+    /// A promotion plan is invalid; nothing was sent. Every problem found is listed.
+    #[error("plan {file} is invalid:{}", fmt_problems(.file, .problems))]
+    Plan {
+        file: String,
+        problems: Vec<PlanProblem>,
+    },
+
     /// Several independent failures (e.g. several blobs of one copy).
     #[error("{} operations failed; first: {}", .0.len(), .0[0])]
     Many(Vec<Error>),
+}
+
+/// One problem in a plan file, with the line and column (1-based) it was found at.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PlanProblem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+fn fmt_problems(file: &str, problems: &[PlanProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("\n  {file}:{}:{}: {}", p.line, p.column, p.message))
+        .collect()
 }
 
 fn fmt_codes(codes: &[RegistryErrorCode]) -> String {

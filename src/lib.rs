@@ -12,6 +12,7 @@ pub mod digest;
 pub mod error;
 pub mod manifest;
 pub mod progress;
+pub mod promote;
 pub mod reference;
 pub mod store;
 

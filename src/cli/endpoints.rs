@@ -95,7 +95,7 @@ pub enum Side {
 }
 
 impl TransportArgs {
-    fn options(&self, side: Side) -> Result<RegistryOptions> {
+    pub fn options(&self, side: Side) -> Result<RegistryOptions> {
         let (creds, tls_verify, plain) = match side {
             Side::Source => (&self.src_creds, self.src_tls_verify, self.src_plain_http),
             Side::Destination => (&self.dest_creds, self.dest_tls_verify, self.dest_plain_http),

@@ -3,6 +3,8 @@
 mod copy;
 mod endpoints;
 mod progress;
+mod promote;
+mod tag;
 
 use clap::{Parser, Subcommand};
 
@@ -17,7 +19,6 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 4;
     pub const VERIFY: u8 = 5;
     pub const UNEXPECTED_DIGEST: u8 = 6;
-    #[allow(dead_code)] // used by `promote` (tag guards)
     pub const REFUSED: u8 = 7;
 }
 
@@ -45,12 +46,18 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     Copy(copy::CopyArgs),
+    /// Publish an image (or a plan of images) under release tags, guarded and all-or-nothing.
+    Promote(promote::PromoteArgs),
+    /// Point more tags of the same repository at an image (no blob requests).
+    Tag(tag::TagArgs),
 }
 
 impl Cli {
     pub async fn run(self) -> Result<(), Error> {
         match self.command {
             Command::Copy(args) => copy::run(args).await,
+            Command::Promote(args) => promote::run(args).await,
+            Command::Tag(args) => tag::run(args).await,
         }
     }
 }
@@ -58,9 +65,11 @@ impl Cli {
 /// Maps an error to the documented exit code.
 pub fn exit_code(e: &Error) -> u8 {
     match e {
-        Error::Reference(_) | Error::Digest(_) | Error::Credentials { .. } | Error::Invalid(_) => {
-            exit::USAGE
-        }
+        Error::Reference(_)
+        | Error::Digest(_)
+        | Error::Credentials { .. }
+        | Error::Invalid(_)
+        | Error::Plan { .. } => exit::USAGE,
         Error::Auth { .. } => exit::AUTH,
         Error::Registry {
             status: 401 | 403, ..
@@ -68,6 +77,7 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::NotFound { .. } | Error::Registry { status: 404, .. } => exit::NOT_FOUND,
         Error::DigestMismatch { .. } => exit::VERIFY,
         Error::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,
+        Error::TagRefused { .. } => exit::REFUSED,
         Error::Many(errors) => errors.first().map(exit_code).unwrap_or(exit::FAILED),
         _ => exit::FAILED,
     }

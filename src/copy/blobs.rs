@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::StreamExt;
 
+use super::RegistryLimits;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::manifest::Descriptor;
@@ -17,7 +18,8 @@ type TransferLock = Arc<tokio::sync::Mutex<()>>;
 
 /// Remembers which registry repositories are known to hold a blob, so a later copy to the same
 /// registry can mount instead of sending the bytes again, and serialises transfers of one digest
-/// to one destination so the same bytes never cross twice at once.
+/// to one destination registry (every repository of it), so the same bytes never cross twice at
+/// once: a second copy of the digest into the registry waits for the first, then mounts.
 #[derive(Default)]
 pub struct BlobLedger {
     known: Mutex<HashMap<Digest, Vec<RepoLocation>>>,
@@ -44,24 +46,30 @@ impl BlobLedger {
             .map(|l| l.repository.clone())
     }
 
-    fn lock_for(&self, dst: &str, digest: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+    /// The lock for `digest` at `dst`'s registry (a local store is its own key).
+    fn lock_for(&self, dst: &dyn Store, digest: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+        let key = dst
+            .repo_location()
+            .map(|l| l.registry)
+            .unwrap_or_else(|| dst.location());
         let mut map = self.inflight.lock().unwrap();
-        map.entry((dst.to_string(), digest.clone()))
-            .or_default()
-            .clone()
+        map.entry((key, digest.clone())).or_default().clone()
     }
 }
 
-/// Copies one blob by the cheapest path and says which path it took.
+/// Copies one blob by the cheapest path and says which path it took. Waits for a transfer of the
+/// same digest into the same registry to finish first, then for a permit of `limits`.
 pub async fn copy_blob(
     src: &dyn Store,
     dst: &dyn Store,
     desc: &Descriptor,
     ledger: &BlobLedger,
+    limits: &RegistryLimits,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<BlobOutcome> {
-    let lock = ledger.lock_for(&dst.location(), &desc.digest);
+    let lock = ledger.lock_for(dst, &desc.digest);
     let _guard = lock.lock().await;
+    let _permits = limits.acquire(&[src, dst]).await;
     let src_loc = src.repo_location();
     let dst_loc = dst.repo_location();
     if let Some(l) = &src_loc {

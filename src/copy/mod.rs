@@ -5,6 +5,7 @@
 
 mod blobs;
 mod graph;
+mod limits;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 pub use blobs::{copy_blob, BlobLedger};
 pub use graph::{collect, select_platforms, Graph, Selection};
+pub use limits::{Permits, RegistryLimits};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -49,15 +51,20 @@ pub struct BlobCounts {
     pub bytes_copied: u64,
     /// Bytes that did not need to move (skipped or mounted).
     pub bytes_avoided: u64,
+    /// Of `bytes_avoided`: bytes of blobs mounted from another repository.
+    pub bytes_mounted: u64,
+    /// Of `bytes_avoided`: bytes of blobs already present.
+    pub bytes_skipped: u64,
 }
 
 impl BlobCounts {
     fn add(&mut self, outcome: BlobOutcome, size: u64) {
         match outcome {
-            BlobOutcome::Skipped => (self.skipped += 1, self.bytes_avoided += size),
-            BlobOutcome::Mounted => (self.mounted += 1, self.bytes_avoided += size),
+            BlobOutcome::Skipped => (self.skipped += 1, self.bytes_skipped += size),
+            BlobOutcome::Mounted => (self.mounted += 1, self.bytes_mounted += size),
             BlobOutcome::Copied(n) => (self.copied += 1, self.bytes_copied += n),
         };
+        self.bytes_avoided = self.bytes_skipped + self.bytes_mounted;
     }
 }
 
@@ -87,10 +94,19 @@ pub struct Prepared {
     pub report: CopyReport,
 }
 
+/// What [`Copier::push_graph`] did.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Pushed {
+    pub blobs: BlobCounts,
+    pub manifests_pushed: usize,
+    pub manifests_present: usize,
+}
+
 /// Copies images between stores. Holds what is shared across copies: the blob ledger (mount
-/// sources, per-digest de-duplication) and the reporter.
+/// sources, per-digest de-duplication), per-registry transfer limits and the reporter.
 pub struct Copier {
     pub ledger: Arc<BlobLedger>,
+    pub limits: Arc<RegistryLimits>,
     pub reporter: Arc<dyn Reporter>,
 }
 
@@ -98,6 +114,17 @@ impl Copier {
     pub fn new(reporter: Arc<dyn Reporter>) -> Self {
         Copier {
             ledger: Arc::new(BlobLedger::default()),
+            limits: Arc::new(RegistryLimits::unlimited()),
+            reporter,
+        }
+    }
+
+    /// A copier sharing this one's ledger and limits that reports to `reporter` (one per image
+    /// of a bulk job, so progress can be attributed).
+    pub fn sharing(&self, reporter: Arc<dyn Reporter>) -> Copier {
+        Copier {
+            ledger: self.ledger.clone(),
+            limits: self.limits.clone(),
             reporter,
         }
     }
@@ -150,16 +177,36 @@ impl Copier {
             return Ok(Prepared { root, report });
         }
         let graph = collect(src, &root, opts.jobs).await?;
-        report.blobs = self.copy_blobs(src, dst, &graph, opts.jobs).await?;
-        for m in graph.manifests.iter().chain(std::iter::once(&root)) {
-            if self.push_manifest(dst, m).await? {
-                report.manifests_pushed += 1;
-            } else {
-                report.manifests_present += 1;
-            }
-        }
+        let pushed = self.push_graph(src, dst, &root, &graph, opts.jobs).await?;
+        report.blobs = pushed.blobs;
+        report.manifests_pushed = pushed.manifests_pushed;
+        report.manifests_present = pushed.manifests_present;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(Prepared { root, report })
+    }
+
+    /// Makes `root` and everything `graph` (collected under it) names present at `dst`: blobs
+    /// first, then child manifests, then `root` by digest. Writes no tag.
+    pub async fn push_graph(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        root: &RawManifest,
+        graph: &Graph,
+        jobs: usize,
+    ) -> Result<Pushed> {
+        let mut pushed = Pushed {
+            blobs: self.copy_blobs(src, dst, graph, jobs).await?,
+            ..Pushed::default()
+        };
+        for m in graph.manifests.iter().chain(std::iter::once(root)) {
+            if self.push_manifest(dst, m).await? {
+                pushed.manifests_pushed += 1;
+            } else {
+                pushed.manifests_present += 1;
+            }
+        }
+        Ok(pushed)
     }
 
     /// Points `tags` at a prepared root.
@@ -213,7 +260,7 @@ impl Copier {
             .map(|d| async move {
                 (
                     d.size,
-                    copy_blob(src, dst, d, &self.ledger, &self.reporter).await,
+                    copy_blob(src, dst, d, &self.ledger, &self.limits, &self.reporter).await,
                 )
             })
             .buffer_unordered(jobs.max(1))

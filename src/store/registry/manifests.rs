@@ -1,5 +1,12 @@
 //! Manifests and tags over the distribution API: HEAD to resolve, GET with every supported type
-//! in `Accept` (bytes kept exactly, size capped, digest verified), PUT by digest then per tag.
+//! in `Accept` (bytes kept exactly, size capped, digest verified), PUT by digest or by tag.
+//!
+//! Several tags at once: `PUT /v2/<name>/manifests/<digest>?tag=a&tag=b` where the registry
+//! supports it (it answers with `OCI-Tag` headers naming the tags it applied), else one PUT per
+//! tag. The first multi-tag PUT to a registry finds out which (the probe: the request is needed
+//! anyway) and the client remembers; concurrent callers wait for the probe's answer.
+
+use std::sync::OnceLock;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LINK};
 use reqwest::Method;
@@ -17,6 +24,23 @@ use crate::store::Target;
 
 /// The header registries use to say which digest they served or stored.
 pub(crate) const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+/// The header a registry sends for the tags a `?tag=` manifest PUT applied.
+const OCI_TAG: &str = "oci-tag";
+
+/// What one registry does with `?tag=` on a manifest PUT, learnt by the first PUT with several
+/// tags. (distribution 2.8 ignores the parameter: it stores by digest and sends no `OCI-Tag`.)
+#[derive(Default)]
+pub(crate) struct TagQuery {
+    answer: OnceLock<bool>,
+    probing: tokio::sync::Mutex<()>,
+}
+
+impl TagQuery {
+    /// `Some(true)` when `?tag=` works, `Some(false)` when it does not, `None` before the probe.
+    pub(crate) fn known(&self) -> Option<bool> {
+        self.answer.get().copied()
+    }
+}
 
 /// A tags list page larger than this is refused.
 const MAX_TAGS_PAGE: usize = 64 * 1024 * 1024;
@@ -118,25 +142,82 @@ pub(super) async fn resolve(store: &RegistryStore, target: &Target) -> Result<Op
     }
 }
 
-/// PUT the manifest by digest, then point each tag at it.
+/// Stores the manifest and points `tags` at it. No tag: one PUT by digest. One tag: one PUT by
+/// tag (which stores it by digest too). Several: `?tag=` where it works, one PUT per tag where
+/// it does not (or for any tag the registry did not confirm).
 pub(super) async fn put(store: &RegistryStore, m: &RawManifest, tags: &[String]) -> Result<()> {
-    put_one(store, m, &Target::Digest(m.digest.clone())).await?;
-    put_tags(store, m, tags).await
-}
-
-/// Points `tags` at a manifest already stored by digest: one PUT of the same bytes per tag.
-// Issue 4 adds the single-request form `PUT .../manifests/<digest>?tag=a&tag=b` (answered with
-// `OCI-Tag` headers): probe it here first and fall back to this loop.
-async fn put_tags(store: &RegistryStore, m: &RawManifest, tags: &[String]) -> Result<()> {
-    for tag in tags {
+    if tags.len() < 2 {
+        let target = match tags.first() {
+            Some(t) => Target::Tag(t.clone()),
+            None => Target::Digest(m.digest.clone()),
+        };
+        return put_one(store, m, &target).await.map(drop);
+    }
+    let query = &store.client.tag_query;
+    let mut remaining: Vec<&String> = tags.iter().collect();
+    if query.known() != Some(false) {
+        let _probe = match query.known() {
+            Some(_) => None,
+            None => Some(query.probing.lock().await),
+        };
+        if query.known() != Some(false) {
+            let applied = put_with_tag_query(store, m, tags).await?;
+            let _ = query.answer.set(!applied.is_empty());
+            remaining.retain(|t| !applied.contains(t));
+        }
+    }
+    for tag in remaining {
         put_one(store, m, &Target::Tag(tag.clone())).await?;
     }
     Ok(())
 }
 
+/// `PUT .../manifests/<digest>?tag=a&tag=b`: the tags the registry says it applied (`OCI-Tag`).
+/// A 400 is taken as "the query form is not understood": nothing applied, per-tag PUTs follow
+/// (and report any real problem with the manifest).
+async fn put_with_tag_query(
+    store: &RegistryStore,
+    m: &RawManifest,
+    tags: &[String],
+) -> Result<Vec<String>> {
+    let target = Target::Digest(m.digest.clone());
+    let mut url = store.url(&format!("manifests/{target}"));
+    for t in tags {
+        url.query_pairs_mut().append_pair("tag", t);
+    }
+    let headers = match send_put(store, m, &target, url).await {
+        Ok(h) => h,
+        Err(e) if e.status() == Some(400) => {
+            tracing::debug!(registry = %store.client.host(), error = %e, "manifest PUT with ?tag= refused; one PUT per tag");
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let applied: Vec<String> = headers
+        .get_all(OCI_TAG)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_string())
+        .filter(|t| tags.contains(t))
+        .collect();
+    tracing::debug!(registry = %store.client.host(), ?applied, "manifest PUT with ?tag=");
+    Ok(applied)
+}
+
 async fn put_one(store: &RegistryStore, m: &RawManifest, target: &Target) -> Result<()> {
-    let ctx = store.ctx(Op::PutManifest, target.to_string());
     let url = store.url(&format!("manifests/{target}"));
+    send_put(store, m, target, url).await.map(drop)
+}
+
+/// One manifest PUT to `url`; checks the digest the registry says it stored.
+async fn send_put(
+    store: &RegistryStore,
+    m: &RawManifest,
+    target: &Target,
+    url: Url,
+) -> Result<reqwest::header::HeaderMap> {
+    let ctx = store.ctx(Op::PutManifest, target.to_string());
     let req = Req::new(
         Method::PUT,
         url,
@@ -155,7 +236,7 @@ async fn put_one(store: &RegistryStore, m: &RawManifest, target: &Target) -> Res
         }
     }
     tracing::debug!(registry = %ctx.registry, repository = %ctx.repository, target = %target, "manifest stored");
-    Ok(())
+    Ok(resp.headers().clone())
 }
 
 /// Every tag of the repository, following `Link` pages. A repository the registry does not know

@@ -114,6 +114,8 @@ impl std::fmt::Debug for RegistryOptions {
 #[derive(Clone)]
 pub struct RegistryClient {
     inner: Arc<Inner>,
+    /// Whether `PUT .../manifests/<digest>?tag=..` works here; learnt once (see manifests.rs).
+    tag_query: Arc<manifests::TagQuery>,
 }
 
 impl RegistryClient {
@@ -150,6 +152,7 @@ impl RegistryClient {
         };
         Ok(RegistryClient {
             inner: Arc::new(inner),
+            tag_query: Default::default(),
         })
     }
 
@@ -187,6 +190,12 @@ impl RegistryClient {
     /// `http` or `https`.
     pub fn scheme(&self) -> &str {
         self.inner.base.scheme()
+    }
+
+    /// Whether the registry applies `?tag=` on a manifest PUT (several tags in one request):
+    /// `None` until a multi-tag PUT has found out.
+    pub fn multi_tag_put(&self) -> Option<bool> {
+        self.tag_query.known()
     }
 
     /// What this client (and its clones) has sent so far.

@@ -1,0 +1,149 @@
+//! Human-readable promotion reports: per image (digest, route, tags, blobs) and the totals.
+
+use ferry::promote::{
+    BlobSummary, ImageReport, ImageStatus, Outcome, PlanReport, Route, TagAction, TagResult,
+};
+
+use crate::cli::progress::{human_bytes, short};
+
+fn route_name(r: Option<Route>) -> &'static str {
+    match r {
+        Some(Route::SameRepository) => "same repository",
+        Some(Route::SameRegistry) => "same registry",
+        Some(Route::CrossRegistry) => "cross-registry",
+        Some(Route::Local) => "OCI layout",
+        None => "unresolved",
+    }
+}
+
+/// `2 copied (3.0 MiB), 3 mounted (20.0 MiB), 0 present (0 B)` (in a dry run: to copy...).
+pub fn summary_of_blobs(b: &BlobSummary) -> String {
+    format!(
+        "{} copied ({}), {} mounted ({}), {} present ({})",
+        b.copied,
+        human_bytes(b.bytes_copied),
+        b.mounted,
+        human_bytes(b.bytes_mounted),
+        b.skipped,
+        human_bytes(b.bytes_skipped)
+    )
+}
+
+fn planned_blobs(b: &BlobSummary) -> String {
+    format!(
+        "copy {} ({}), mount {} ({}), skip {} ({})",
+        b.copied,
+        human_bytes(b.bytes_copied),
+        b.mounted,
+        human_bytes(b.bytes_mounted),
+        b.skipped,
+        human_bytes(b.bytes_skipped)
+    )
+}
+
+fn tag_text(t: &TagResult, dry_run: bool) -> String {
+    let was = t
+        .previous
+        .as_ref()
+        .map(|p| format!(" (was {})", short(p)))
+        .unwrap_or_default();
+    match (t.action, dry_run) {
+        (TagAction::Created, true) => format!("create {}", t.tag),
+        (TagAction::Unchanged, true) => format!("leave {}", t.tag),
+        (TagAction::Moved, true) => format!("move {}{was}", t.tag),
+        (TagAction::Refused, true) => format!("REFUSE {}{was}", t.tag),
+        (TagAction::Created, false) => format!("{} created", t.tag),
+        (TagAction::Unchanged, false) => format!("{} unchanged", t.tag),
+        (TagAction::Moved, false) => format!("{} moved{was}", t.tag),
+        (TagAction::Refused, false) => format!("{} REFUSED{was}", t.tag),
+    }
+}
+
+fn tags_text(tags: &[TagResult], dry_run: bool) -> String {
+    let parts: Vec<String> = tags.iter().map(|t| tag_text(t, dry_run)).collect();
+    parts.join(", ")
+}
+
+fn status_word(s: ImageStatus) -> &'static str {
+    match s {
+        ImageStatus::Planned => "plan",
+        ImageStatus::Promoted => "promoted",
+        ImageStatus::Prepared => "prepared (not tagged)",
+        ImageStatus::Skipped => "skipped",
+        ImageStatus::Refused => "REFUSED",
+        ImageStatus::Failed => "FAILED",
+    }
+}
+
+/// One line for an image: status, source, destination, digest, route, time; the error if any.
+pub fn image_line(i: &ImageReport) -> String {
+    let digest = i.digest.as_ref().map(short).unwrap_or_else(|| "-".into());
+    let mut line = format!(
+        "{} {} -> {} @ {digest} ({}, {:.2}s)",
+        status_word(i.status),
+        i.source,
+        i.destination,
+        route_name(i.route),
+        i.seconds
+    );
+    if i.label != i.source {
+        line = format!("{}: {line}", i.label);
+    }
+    if let Some(e) = &i.error {
+        line.push_str(&format!("\n    error: {e}"));
+    }
+    line
+}
+
+/// What happened to an image's blobs, when there is something to say.
+fn blob_line(i: &ImageReport, dry_run: bool) -> Option<String> {
+    let worked = matches!(
+        i.status,
+        ImageStatus::Planned | ImageStatus::Promoted | ImageStatus::Prepared
+    );
+    if !worked || i.route == Some(Route::SameRepository) {
+        return None;
+    }
+    let b = &i.blobs;
+    if !dry_run && b.copied + b.mounted + b.skipped == 0 && i.manifests_pushed == 0 {
+        return Some("none pushed: the image was already at the destination".into());
+    }
+    Some(match dry_run {
+        true => planned_blobs(b),
+        false => summary_of_blobs(b),
+    })
+}
+
+/// Prints the report on stdout.
+pub fn print(r: &PlanReport) {
+    for i in &r.images {
+        println!("{}", image_line(i));
+        if !i.tags.is_empty() {
+            println!("    tags:  {}", tags_text(&i.tags, r.dry_run));
+        }
+        if let Some(blobs) = blob_line(i, r.dry_run) {
+            println!("    blobs: {blobs}");
+        }
+    }
+    let t = &r.totals;
+    if r.images.len() > 1 {
+        println!(
+            "{} images: {} promoted, {} failed; tags: {} created, {} unchanged, {} moved, {} refused; blobs: {}; {:.2}s",
+            t.images, t.promoted, t.failed, t.tags_created, t.tags_unchanged, t.tags_moved,
+            t.tags_refused, summary_of_blobs(&t.blobs), r.seconds
+        );
+    }
+    match r.outcome {
+        Outcome::Planned => println!("dry run: nothing was written"),
+        Outcome::NoTagsWritten if !r.ok() => println!(
+            "no tag was written: {} image(s) failed or were refused{}",
+            t.failed,
+            if r.atomic { " (all-or-nothing)" } else { "" }
+        ),
+        Outcome::Partial => println!(
+            "PARTIAL: {} tag(s) written, {} image(s) failed",
+            t.tags_written, t.failed
+        ),
+        _ => {}
+    }
+}

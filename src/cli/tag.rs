@@ -1,0 +1,62 @@
+//! `ferry tag IMAGE TAG...`: point more tags of the same repository at an image (manifest
+//! requests only), with the same guards as `promote`.
+
+use clap::Args;
+
+use ferry::copy::RegistryLimits;
+use ferry::promote::PromoteOptions;
+use ferry::reference::{is_valid_tag, ImageRef};
+use ferry::{Error, Result};
+
+use super::endpoints::{parse_ref, Side, TransportArgs};
+use super::promote::{execute, one_image, GuardArgs};
+
+const EXAMPLES: &str = "\
+Examples:
+  ferry tag prod.example.com/team/api:1.4.2 1.4 latest
+  ferry tag --expect-digest sha256:3f2a... prod.example.com/team/api:rc1 1.4.2
+  ferry tag --force prod.example.com/team/api@sha256:3f2a... latest
+
+Same as `ferry promote IMAGE REPO:TAG,...` with REPO the image's own repository: no blob is
+touched. An existing tag on another digest is refused (exit 7) unless --force.";
+
+#[derive(Args)]
+#[command(after_help = EXAMPLES)]
+pub struct TagArgs {
+    /// The image to tag (by tag or digest).
+    pub image: String,
+    /// Tags to point at it.
+    #[arg(required = true)]
+    pub tags: Vec<String>,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+pub async fn run(args: TagArgs) -> Result<()> {
+    let source = parse_ref(&args.image)?;
+    if let Some(bad) = args.tags.iter().find(|t| !is_valid_tag(t)) {
+        return Err(Error::Invalid(format!("{bad:?} is not a valid tag")));
+    }
+    let destination = match &source {
+        ImageRef::Registry(r) => ImageRef::Registry(ferry::reference::RegistryRef {
+            tag: None,
+            digest: None,
+            ..r.clone()
+        }),
+        ImageRef::Layout(l) => ImageRef::Layout(ferry::reference::LayoutRef {
+            tag: None,
+            digest: None,
+            ..l.clone()
+        }),
+    };
+    let plan = one_image(source, destination, args.tags.clone(), &args.guard)?;
+    let options = PromoteOptions {
+        force: args.guard.force,
+        ..PromoteOptions::default()
+    };
+    let limits = RegistryLimits::unlimited();
+    let side = Some(Side::Destination);
+    execute(&plan, options, limits, &args.guard, &args.transport, side).await
+}

@@ -1,0 +1,416 @@
+//! Running a plan in phases: resolve and guard every image, make every blob and manifest
+//! present, then write tags (atomic); or the three steps per image (`atomic: false`); or the
+//! first phase plus a blob survey (dry run).
+
+use std::time::Instant;
+
+use futures::StreamExt;
+
+use super::guard::{self, TagResult};
+use super::report::{ImageReport, ImageStatus, Outcome, PlanReport, Route};
+use super::survey::{self, Presence, Simulation};
+use super::{Job, Promoter};
+use crate::copy::{collect, Graph, Pushed};
+use crate::error::{Error, Result};
+use crate::manifest::RawManifest;
+use crate::store::{Store, Target};
+
+/// An image after the first phase.
+pub(super) struct Resolved {
+    root: RawManifest,
+    route: Route,
+    /// What has to be pushed; `None` when nothing has to (same repository, or the root
+    /// manifest is already at the destination, which implies everything it names is).
+    graph: Option<Graph>,
+    tags: Vec<TagResult>,
+    /// Dry run only: which blobs the destination has.
+    presence: Presence,
+}
+
+/// Per-image state through the phases.
+struct Slot {
+    report: ImageReport,
+    resolved: Option<Resolved>,
+    /// Whether preparing wrote anything (then tags are looked up again before writing).
+    wrote: bool,
+}
+
+/// `location:tag` or `location@digest`, for messages.
+fn reference(store: &dyn Store, target: &Target) -> String {
+    match target {
+        Target::Tag(t) => format!("{}:{t}", store.location()),
+        Target::Digest(d) => format!("{}@{d}", store.location()),
+    }
+}
+
+fn route(src: &dyn Store, dst: &dyn Store) -> Route {
+    match (src.repo_location(), dst.repo_location()) {
+        (Some(s), Some(d)) if s == d => Route::SameRepository,
+        (Some(s), Some(d)) if s.registry == d.registry => Route::SameRegistry,
+        (Some(_), Some(_)) => Route::CrossRegistry,
+        _ if src.location() == dst.location() => Route::SameRepository,
+        _ => Route::Local,
+    }
+}
+
+/// Guard failures are refusals; everything else is a failure.
+fn status_of(e: &Error) -> ImageStatus {
+    match e {
+        Error::UnexpectedDigest { .. } | Error::TagRefused { .. } => ImageStatus::Refused,
+        Error::Many(v) if v.iter().all(|e| matches!(e, Error::TagRefused { .. })) => {
+            ImageStatus::Refused
+        }
+        _ => ImageStatus::Failed,
+    }
+}
+
+impl Promoter {
+    /// Promotes every job: atomically (no tag before every image is present) unless
+    /// `options.atomic` is false. Never fails as a whole: the report holds each image's error.
+    pub async fn run(&self, jobs: &[Job]) -> PlanReport {
+        let started = Instant::now();
+        let mut slots = self.slots(jobs);
+        if self.options.atomic {
+            self.run_atomic(jobs, &mut slots).await;
+        } else {
+            let n = self.options.images.max(1);
+            let done: Vec<(usize, Slot)> = futures::stream::iter(slots.into_iter().enumerate())
+                .map(|(i, mut slot)| async move {
+                    self.one_by_one(i, &jobs[i], &mut slot).await;
+                    (i, slot)
+                })
+                .buffer_unordered(n)
+                .collect()
+                .await;
+            slots = order(done);
+        }
+        self.report(slots, false, started)
+    }
+
+    /// Resolves and guards every job and surveys its blobs; writes nothing.
+    pub async fn dry_run(&self, jobs: &[Job]) -> PlanReport {
+        let started = Instant::now();
+        let mut slots = self.slots(jobs);
+        self.resolve_all(jobs, &mut slots, true).await;
+        let mut sim = Simulation::default();
+        for (slot, job) in slots.iter_mut().zip(jobs) {
+            if let Some(r) = &slot.resolved {
+                let summary = sim.image(job.source.as_ref(), job.destination.as_ref(), &r.presence);
+                slot.report.blobs = summary;
+                if slot.report.error.is_none() {
+                    slot.report.status = ImageStatus::Planned;
+                }
+            }
+        }
+        self.report(slots, true, started)
+    }
+
+    fn slots(&self, jobs: &[Job]) -> Vec<Slot> {
+        jobs.iter()
+            .map(|j| Slot {
+                report: ImageReport::new(
+                    &j.label,
+                    reference(j.source.as_ref(), &j.target),
+                    j.destination.location(),
+                ),
+                resolved: None,
+                wrote: false,
+            })
+            .collect()
+    }
+
+    fn report(&self, slots: Vec<Slot>, dry_run: bool, started: Instant) -> PlanReport {
+        let images: Vec<ImageReport> = slots.into_iter().map(|s| s.report).collect();
+        let outcome = if dry_run {
+            Outcome::Planned
+        } else if images.iter().all(|i| i.status == ImageStatus::Promoted) {
+            Outcome::Promoted
+        } else if images.iter().any(|i| i.tags.iter().any(|t| t.written)) {
+            Outcome::Partial
+        } else {
+            Outcome::NoTagsWritten
+        };
+        let mut report = PlanReport {
+            dry_run,
+            atomic: self.options.atomic,
+            outcome,
+            images,
+            totals: Default::default(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        report.finish();
+        report
+    }
+
+    async fn run_atomic(&self, jobs: &[Job], slots: &mut [Slot]) {
+        self.resolve_all(jobs, slots, false).await;
+        if stopped(slots) {
+            return;
+        }
+        self.prepare_all(jobs, slots).await;
+        if stopped(slots) {
+            return;
+        }
+        if slots.iter().any(|s| s.wrote) {
+            self.recheck_all(jobs, slots).await;
+            if stopped(slots) {
+                return;
+            }
+        }
+        let n = self.options.images.max(1);
+        let results: Vec<(usize, Result<()>, f64)> =
+            futures::stream::iter(slots.iter_mut().enumerate())
+                .map(|(i, slot)| async move {
+                    let t = Instant::now();
+                    let r = self.write_tags(&jobs[i], slot).await;
+                    (i, r, t.elapsed().as_secs_f64())
+                })
+                .buffer_unordered(n)
+                .collect()
+                .await;
+        for (i, r, secs) in results {
+            self.finish(i, &mut slots[i], r, secs);
+        }
+    }
+
+    /// `--no-atomic`: one image from start to tags, independently of the others.
+    async fn one_by_one(&self, i: usize, job: &Job, slot: &mut Slot) {
+        let t = Instant::now();
+        let r = self.resolve(job, false).await;
+        if !self.settle_resolved(i, slot, r, t) {
+            return;
+        }
+        let t = Instant::now();
+        let r = self.prepare(i, job, slot).await;
+        if !self.settle_prepared(i, slot, r, t) {
+            return;
+        }
+        let t = Instant::now();
+        let mut r = Ok(());
+        if slot.wrote {
+            r = self.recheck(job, slot).await;
+        }
+        if r.is_ok() {
+            r = self.write_tags(job, slot).await;
+        }
+        self.finish(i, slot, r, t.elapsed().as_secs_f64());
+    }
+
+    async fn resolve_all(&self, jobs: &[Job], slots: &mut [Slot], dry_run: bool) {
+        let n = self.options.images.max(1);
+        let results: Vec<(usize, Result<Resolved>, Instant)> =
+            futures::stream::iter(jobs.iter().enumerate())
+                .map(|(i, job)| async move {
+                    let t = Instant::now();
+                    (i, self.resolve(job, dry_run).await, t)
+                })
+                .buffer_unordered(n)
+                .collect()
+                .await;
+        for (i, r, t) in results {
+            self.settle_resolved(i, &mut slots[i], r, t);
+        }
+    }
+
+    async fn prepare_all(&self, jobs: &[Job], slots: &mut [Slot]) {
+        let n = self.options.images.max(1);
+        let results: Vec<(usize, Result<Pushed>, Instant)> =
+            futures::stream::iter(slots.iter().enumerate())
+                .map(|(i, slot)| async move {
+                    let t = Instant::now();
+                    (i, self.prepare(i, &jobs[i], slot).await, t)
+                })
+                .buffer_unordered(n)
+                .collect()
+                .await;
+        for (i, r, t) in results {
+            self.settle_prepared(i, &mut slots[i], r, t);
+        }
+    }
+
+    async fn recheck_all(&self, jobs: &[Job], slots: &mut [Slot]) {
+        let n = self.options.images.max(1);
+        let results: Vec<(usize, Result<()>)> = futures::stream::iter(slots.iter_mut().enumerate())
+            .map(|(i, slot)| async move { (i, self.recheck(&jobs[i], slot).await) })
+            .buffer_unordered(n)
+            .collect()
+            .await;
+        for (i, r) in results {
+            if let Err(e) = r {
+                self.finish(i, &mut slots[i], Err(e), 0.0);
+            }
+        }
+    }
+
+    /// Records the first phase; false when the image cannot go on.
+    fn settle_resolved(&self, i: usize, slot: &mut Slot, r: Result<Resolved>, t: Instant) -> bool {
+        slot.report.seconds += t.elapsed().as_secs_f64();
+        let resolved = match r {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                self.finish(i, slot, Err(e), 0.0);
+                return false;
+            }
+        };
+        let rep = &mut slot.report;
+        rep.digest = Some(resolved.root.digest.clone());
+        rep.media_type = Some(resolved.root.media_type.clone());
+        rep.route = Some(resolved.route);
+        rep.tags = resolved.tags.clone();
+        let location = slot.report.destination.clone();
+        let refused = guard::refusals(&location, &resolved.root.digest, &resolved.tags);
+        let bytes = resolved
+            .graph
+            .as_ref()
+            .map(|g| g.blobs.iter().map(|b| b.size).sum())
+            .unwrap_or(0);
+        slot.resolved = Some(resolved);
+        self.reporter.image_resolved(i, &slot.report, bytes);
+        if let Some(e) = refused {
+            self.finish(i, slot, Err(e), 0.0);
+            return false;
+        }
+        true
+    }
+
+    /// Records the second phase; false when the image cannot go on.
+    fn settle_prepared(&self, i: usize, slot: &mut Slot, r: Result<Pushed>, t: Instant) -> bool {
+        slot.report.seconds += t.elapsed().as_secs_f64();
+        match r {
+            Ok(p) => {
+                slot.report.blobs = p.blobs.into();
+                slot.report.manifests_pushed = p.manifests_pushed;
+                slot.wrote = p.manifests_pushed > 0 || p.blobs.copied + p.blobs.mounted > 0;
+                slot.report.status = ImageStatus::Prepared;
+                self.reporter.image_prepared(i, &slot.report);
+                true
+            }
+            Err(e) => {
+                self.finish(i, slot, Err(e), 0.0);
+                false
+            }
+        }
+    }
+
+    /// Records the end of an image: promoted, or its error.
+    fn finish(&self, i: usize, slot: &mut Slot, r: Result<()>, secs: f64) {
+        slot.report.seconds += secs;
+        if let Some(res) = &slot.resolved {
+            slot.report.tags = res.tags.clone();
+        }
+        match r {
+            Ok(()) => slot.report.status = ImageStatus::Promoted,
+            Err(e) => {
+                slot.report.status = status_of(&e);
+                slot.report.error = Some(e);
+            }
+        }
+        self.reporter.image_finished(i, &slot.report);
+    }
+
+    /// Phase 1: the source manifest, the expected digest, the tag guards, the graph to push.
+    async fn resolve(&self, job: &Job, dry_run: bool) -> Result<Resolved> {
+        let (src, dst) = (job.source.as_ref(), job.destination.as_ref());
+        let root = src.get_manifest(&job.target).await?;
+        if let Some(want) = &job.expect_digest {
+            if want != &root.digest {
+                return Err(Error::UnexpectedDigest {
+                    source_ref: reference(src, &job.target),
+                    expected: want.clone(),
+                    actual: root.digest.clone(),
+                });
+            }
+        }
+        let route = route(src, dst);
+        let force = self.options.force;
+        let root_target = Target::Digest(root.digest.clone());
+        let (tags, present) = futures::try_join!(
+            guard::classify(dst, &root.digest, &job.tags, &job.overwrite, force),
+            async {
+                match route {
+                    Route::SameRepository => Ok(true),
+                    _ => dst.resolve(&root_target).await.map(|d| d.is_some()),
+                }
+            }
+        )?;
+        let refused = tags.iter().any(|t| t.action == guard::TagAction::Refused);
+        let mut resolved = Resolved {
+            root,
+            route,
+            graph: None,
+            tags,
+            presence: Vec::new(),
+        };
+        if dry_run && route != Route::SameRepository {
+            let graph = collect(src, &resolved.root, self.options.jobs).await?;
+            resolved.presence = match present {
+                true => survey::all_present(&graph.blobs),
+                false => survey::presence(dst, &graph.blobs, self.options.jobs).await?,
+            };
+        } else if !dry_run && !present && !refused {
+            resolved.graph = Some(collect(src, &resolved.root, self.options.jobs).await?);
+        }
+        Ok(resolved)
+    }
+
+    /// Phase 2: every blob and manifest present at the destination (root by digest).
+    async fn prepare(&self, i: usize, job: &Job, slot: &Slot) -> Result<Pushed> {
+        let Some(res) = &slot.resolved else {
+            return Ok(Pushed::default());
+        };
+        let Some(graph) = &res.graph else {
+            return Ok(Pushed::default());
+        };
+        let copier = self.copier.sharing(self.reporter.image(i));
+        let (src, dst) = (job.source.as_ref(), job.destination.as_ref());
+        copier
+            .push_graph(src, dst, &res.root, graph, self.options.jobs)
+            .await
+    }
+
+    /// Before writing tags after a preparation that took a while: look them up again.
+    async fn recheck(&self, job: &Job, slot: &mut Slot) -> Result<()> {
+        let Some(res) = slot.resolved.as_mut() else {
+            return Ok(());
+        };
+        let dst = job.destination.as_ref();
+        let (digest, force) = (res.root.digest.clone(), self.options.force);
+        guard::recheck(dst, &digest, &mut res.tags, &job.overwrite, force).await?;
+        match guard::refusals(&dst.location(), &digest, &res.tags) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Phase 3: the tags that need writing, in one call (one request where the registry
+    /// takes several tags at once).
+    async fn write_tags(&self, job: &Job, slot: &mut Slot) -> Result<()> {
+        let Some(res) = slot.resolved.as_mut() else {
+            return Ok(());
+        };
+        let names: Vec<String> = res
+            .tags
+            .iter()
+            .filter(|t| t.action.writes())
+            .map(|t| t.tag.clone())
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        job.destination.put_manifest(&res.root, &names).await?;
+        for t in res.tags.iter_mut().filter(|t| t.action.writes()) {
+            t.written = true;
+        }
+        Ok(())
+    }
+}
+
+/// True when an image failed: the atomic run stops (images not yet failed stay as they are).
+fn stopped(slots: &[Slot]) -> bool {
+    slots.iter().any(|s| s.report.error.is_some())
+}
+
+fn order(mut done: Vec<(usize, Slot)>) -> Vec<Slot> {
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, s)| s).collect()
+}
