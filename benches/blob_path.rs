@@ -23,7 +23,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use tokio::runtime::Runtime;
 
-use ferry::copy::{copy_blob, BlobLedger};
+use ferry::copy::{copy_blob, BlobLedger, RegistryLimits};
 use ferry::digest::DigestHasher;
 use ferry::manifest::Descriptor;
 use ferry::progress::{Reporter, Silent};
@@ -179,9 +179,16 @@ fn copy_case(
                     }
                     let completed = env.server.completed();
                     let start = Instant::now();
-                    let outcome = copy_blob(src, dst, &env.desc, &BlobLedger::default(), &reporter)
-                        .await
-                        .expect("copy_blob");
+                    let outcome = copy_blob(
+                        src,
+                        dst,
+                        &env.desc,
+                        &BlobLedger::default(),
+                        &RegistryLimits::unlimited(),
+                        &reporter,
+                    )
+                    .await
+                    .expect("copy_blob");
                     timed += start.elapsed();
                     assert_eq!(outcome, BlobOutcome::Copied(env.size()));
                     check_arrived(env, to_layout, completed);
