@@ -26,6 +26,9 @@ pub struct ClientStats {
     pub blob_uploads: u64,
     /// Blob bytes handed to the network by `put_blob`, retries included.
     pub blob_bytes_uploaded: u64,
+    /// Of those, bytes of a single-`POST` probe that the registry ignored and that were sent
+    /// again (at most one small blob per registry and run).
+    pub single_post_probe_bytes: u64,
     /// Mount requests sent, and how many of them mounted.
     pub mounts_attempted: u64,
     pub mounts_succeeded: u64,
@@ -65,6 +68,7 @@ pub(crate) struct Counters {
     blob_bytes_downloaded: AtomicU64,
     blob_uploads: AtomicU64,
     blob_bytes_uploaded: AtomicU64,
+    single_post_probe_bytes: AtomicU64,
     mounts_attempted: AtomicU64,
     mounts_succeeded: AtomicU64,
     tag_list_pages: AtomicU64,
@@ -146,6 +150,10 @@ impl Counters {
         self.blob_bytes_uploaded.fetch_add(n, Relaxed);
     }
 
+    pub fn add_probe_resent(&self, n: u64) {
+        self.single_post_probe_bytes.fetch_add(n, Relaxed);
+    }
+
     pub fn upload(&self, event: UploadEvent) {
         let c = match event {
             UploadEvent::Monolithic => &self.uploads_monolithic,
@@ -182,6 +190,7 @@ impl Counters {
             blob_bytes_downloaded: g(&self.blob_bytes_downloaded),
             blob_uploads: g(&self.blob_uploads),
             blob_bytes_uploaded: g(&self.blob_bytes_uploaded),
+            single_post_probe_bytes: g(&self.single_post_probe_bytes),
             mounts_attempted: g(&self.mounts_attempted),
             mounts_succeeded: g(&self.mounts_succeeded),
             tag_list_pages: g(&self.tag_list_pages),

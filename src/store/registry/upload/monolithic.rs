@@ -28,7 +28,17 @@ pub(super) async fn upload(up: &mut Upload<'_>) -> std::result::Result<(), Stop>
     };
     let store = up.store;
     let mut budget = Budget::new(&store.inner().retry);
-    let mut single = up.profile().single_post != Some(false);
+    // One probe at a time: while it is out, other small blobs take the ordinary path, so no
+    // body is sent twice more than once per registry.
+    let mut single = small.is_some()
+        && up.learn(|p| match p.single_post {
+            Some(works) => works,
+            None if p.single_post_probing => false,
+            None => {
+                p.single_post_probing = true;
+                true
+            }
+        });
     loop {
         budget.start_attempt();
         let result = match &small {
@@ -132,16 +142,27 @@ async fn post_small(
     body: Bytes,
 ) -> std::result::Result<Option<Session>, Failure> {
     up.count_sent(body.len() as u64);
-    let posted = Session::post_blob(up.store, &up.ctx, up.desc, body)
-        .await
-        .map_err(Failure::fatal)?;
-    up.learn(|p| p.single_post = Some(matches!(posted, Posted::Created)));
+    let posted = match Session::post_blob(up.store, &up.ctx, up.desc, body).await {
+        Ok(posted) => posted,
+        Err(e) => {
+            up.learn(|p| p.single_post_probing = false);
+            return Err(Failure::fatal(e));
+        }
+    };
+    up.learn(|p| {
+        p.single_post = Some(matches!(posted, Posted::Created));
+        p.single_post_probing = false;
+    });
     match posted {
         Posted::Created => {
             up.report.single_post = true;
             Ok(None)
         }
-        Posted::Session(s) => Ok(Some(*s)),
+        Posted::Session(s) => {
+            // The registry ignored the body: it goes again on the session.
+            up.store.inner().stats.add_probe_resent(up.desc.size);
+            Ok(Some(*s))
+        }
     }
 }
 

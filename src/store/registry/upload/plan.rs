@@ -72,6 +72,8 @@ impl FromStr for UploadStrategy {
 pub struct UploadProfile {
     /// Whether a single `POST ?digest=` with the body stores a small blob (`None`: not tried).
     pub single_post: Option<bool>,
+    /// A single-`POST` probe is under way (other uploads do not probe meanwhile).
+    pub single_post_probing: bool,
     /// The registry refused chunked uploads (a `PATCH` with `Content-Range`).
     pub chunked_refused: bool,
     /// The registry refused a streamed `PATCH`.
