@@ -58,7 +58,11 @@ impl LayoutStore {
         if layout_file.exists() {
             check_layout_file(path)?;
         } else {
-            let body = format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}");
+            let doc = oci_spec::image::OciLayoutBuilder::default()
+                .image_layout_version(LAYOUT_VERSION)
+                .build()
+                .map_err(|e| werr(&layout_file, std::io::Error::other(e)))?;
+            let body = serde_json::to_vec(&doc).expect("oci-layout serialises");
             std::fs::write(&layout_file, body).map_err(|e| werr(&layout_file, e))?;
         }
         let index_file = path.join(INDEX_FILE);
@@ -187,20 +191,15 @@ fn check_layout_file(root: &Path) -> Result<()> {
         let why = format!("cannot read {LAYOUT_FILE} ({e}); an OCI image layout has one");
         layout_err(Op::ReadLayout, &path, why)
     })?;
-    let doc: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| layout_err(Op::ReadLayout, &path, format!("malformed JSON: {e}")))?;
-    match doc["imageLayoutVersion"].as_str() {
-        Some(LAYOUT_VERSION) => Ok(()),
-        Some(v) => {
-            tracing::warn!(path = %path.display(), version = v, "unexpected imageLayoutVersion");
-            Ok(())
-        }
-        None => Err(layout_err(
-            Op::ReadLayout,
-            &path,
-            "no \"imageLayoutVersion\" string",
-        )),
+    let doc: oci_spec::image::OciLayout = serde_json::from_slice(&bytes).map_err(|e| {
+        let why = format!("malformed JSON or no \"imageLayoutVersion\" string: {e}");
+        layout_err(Op::ReadLayout, &path, why)
+    })?;
+    let version = doc.image_layout_version();
+    if version != LAYOUT_VERSION {
+        tracing::warn!(path = %path.display(), version = %version, "unexpected imageLayoutVersion");
     }
+    Ok(())
 }
 
 fn read_index_sync(root: &Path) -> Result<IndexFile> {
