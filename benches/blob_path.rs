@@ -28,7 +28,9 @@ use ferry::digest::DigestHasher;
 use ferry::manifest::Descriptor;
 use ferry::progress::{Reporter, Silent};
 use ferry::store::layout::LayoutStore;
-use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore};
+use ferry::store::registry::{
+    RegistryClient, RegistryOptions, RegistryStore, UploadStrategy, DEFAULT_CHUNK_SIZE,
+};
 use ferry::store::{BlobOutcome, Store};
 use ferry::Digest;
 
@@ -157,6 +159,40 @@ fn bench_blob_copy(c: &mut Criterion, env: &Env) {
     g.finish();
 }
 
+/// Upload throughput per strategy from memory into the loopback server: chunk sizes 1, 4, 16
+/// and 64 MiB and monolithic (the table in the README, and the reason for `auto`'s choice).
+fn bench_upload_strategies(c: &mut Criterion, env: &Env) {
+    let mut g = group(c, "upload_strategy", env);
+    let mib = 1024 * 1024;
+    let mut cases = vec![(
+        "monolithic".to_string(),
+        UploadStrategy::Monolithic,
+        DEFAULT_CHUNK_SIZE,
+    )];
+    for chunk in [1, 4, 16, 64] {
+        cases.push((
+            format!("chunked_{chunk}MiB"),
+            UploadStrategy::Chunked,
+            chunk * mib,
+        ));
+    }
+    cases.push((
+        "streamed".to_string(),
+        UploadStrategy::Streamed,
+        DEFAULT_CHUNK_SIZE,
+    ));
+    for (name, upload_strategy, chunk_size) in cases {
+        let opts = RegistryOptions {
+            upload_strategy,
+            chunk_size,
+            ..RegistryOptions::default()
+        };
+        let dst = env.registry(true, &format!("bench/up-{name}"), opts);
+        bench_upload(&mut g, env, BenchmarkId::from_parameter(&name), &dst);
+    }
+    g.finish();
+}
+
 /// Times `copy_blob(src → dst)` of the blob, making it absent at `dst` before each iteration
 /// (untimed) and checking after each that it arrived whole.
 fn copy_case(
@@ -264,5 +300,6 @@ fn main() {
         .configure_from_args();
     bench_sha256(&mut c, &env);
     bench_blob_copy(&mut c, &env);
+    bench_upload_strategies(&mut c, &env);
     c.final_summary();
 }
