@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use ferry::copy::{Copier, CopyOptions, CopyReport};
 use ferry::manifest::Descriptor;
-use ferry::progress::Silent;
+use ferry::progress::Reporter;
 use ferry::store::layout::LayoutStore;
 use ferry::store::registry::{
     ClientStats, RegistryClient, RegistryOptions, RegistryStore, RetryPolicy, UploadStrategy,
 };
+use ferry::store::BlobOutcome;
 use ferry::store::{Store, Target};
 use ferry::Digest;
 use support::fault_server::{FaultConfig, FaultServer, Kind, Logged, Personality};
@@ -71,12 +72,50 @@ async fn copy_from(
         jobs,
         ..CopyOptions::default()
     };
-    let report = Copier::new(Arc::new(Silent))
+    let tally = Arc::new(Tally::default());
+    let report = Copier::new(tally.clone())
         .copy(src, &Target::Tag("v1".into()), &dst, &["v1".into()], &copy)
         .await
         .unwrap();
     assert_intact(srv, repo);
+    tally.assert_each_byte_once();
     (client, report)
+}
+
+/// Progress per blob: resumed or restarted uploads re-read bytes, progress counts them once.
+#[derive(Default)]
+struct Tally {
+    progress: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
+    copied: std::sync::Mutex<Vec<(Digest, u64)>>,
+}
+
+impl Reporter for Tally {
+    fn blob_progress(&self, digest: &Digest, n: u64) {
+        *self
+            .progress
+            .lock()
+            .unwrap()
+            .entry(digest.clone())
+            .or_default() += n;
+    }
+    fn blob_done(&self, digest: &Digest, size: u64, outcome: BlobOutcome) {
+        if matches!(outcome, BlobOutcome::Copied(_)) {
+            self.copied.lock().unwrap().push((digest.clone(), size));
+        }
+    }
+}
+
+impl Tally {
+    fn assert_each_byte_once(&self) {
+        let progress = self.progress.lock().unwrap();
+        for (d, size) in self.copied.lock().unwrap().iter() {
+            assert_eq!(
+                progress.get(d).copied().unwrap_or(0),
+                *size,
+                "progress of {d}"
+            );
+        }
+    }
 }
 
 async fn copy(srv: &FaultServer, opts: RegistryOptions) -> (RegistryClient, CopyReport) {

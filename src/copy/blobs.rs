@@ -122,6 +122,7 @@ async fn transfer(
         store: src,
         desc,
         reporter: reporter.clone(),
+        reported: Default::default(),
     };
     let sent = dst.put_blob(desc, &source).await?;
     Ok(BlobOutcome::Copied(sent))
@@ -132,18 +133,28 @@ struct Counted<'a> {
     store: &'a dyn Store,
     desc: &'a Descriptor,
     reporter: Arc<dyn Reporter>,
+    /// The furthest byte reported so far: a resumed or restarted upload re-reads bytes, and
+    /// progress counts each byte of the blob once.
+    reported: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[async_trait]
 impl BlobSource for Counted<'_> {
     async fn open(&self, offset: u64) -> Result<BlobStream> {
+        use std::sync::atomic::Ordering::Relaxed;
         let stream = self.store.open_blob(self.desc, offset).await?;
         let digest = self.desc.digest.clone();
         let reporter = self.reporter.clone();
+        let reported = self.reported.clone();
+        let mut pos = offset;
         Ok(stream
             .inspect(move |chunk| {
                 if let Ok(b) = chunk {
-                    reporter.blob_progress(&digest, b.len() as u64);
+                    pos += b.len() as u64;
+                    let before = reported.fetch_max(pos, Relaxed);
+                    if pos > before {
+                        reporter.blob_progress(&digest, pos - before);
+                    }
                 }
             })
             .boxed())
