@@ -15,8 +15,6 @@ pub trait Reporter: Send + Sync {
     fn manifest_done(&self, _digest: &Digest, _media_type: &str, _existed: bool) {}
     /// A tag now points at `digest`.
     fn tagged(&self, _location: &str, _tag: &str, _digest: &Digest) {}
-    /// A request is being retried.
-    fn retrying(&self, _what: &str, _attempt: u32, _reason: &str) {}
 }
 
 /// A reporter that ignores everything.

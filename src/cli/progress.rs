@@ -67,9 +67,6 @@ impl Reporter for Lines {
     fn tagged(&self, location: &str, tag: &str, digest: &Digest) {
         eprintln!("tag      {location}:{tag} -> {}", short(digest));
     }
-    fn retrying(&self, what: &str, attempt: u32, reason: &str) {
-        eprintln!("retry    {what} (attempt {attempt}): {reason}");
-    }
 }
 
 /// A bar per blob in flight under a running total.
@@ -127,10 +124,5 @@ impl Reporter for Bars {
         let _ = self
             .multi
             .println(format!("tag      {location}:{tag} -> {}", short(digest)));
-    }
-    fn retrying(&self, what: &str, attempt: u32, reason: &str) {
-        let _ = self
-            .multi
-            .println(format!("retry    {what} (attempt {attempt}): {reason}"));
     }
 }
