@@ -136,3 +136,73 @@ fn help_explains_every_flag_with_examples() {
     let top = String::from_utf8_lossy(&ferry(&["--help"]).stdout).to_string();
     assert!(top.contains("Exit codes:") && top.contains("copy"), "{top}");
 }
+
+/// The whole credential chain a CI job uses: docker config.json (DOCKER_CONFIG) → Basic auth on
+/// the real registry, and --dest-creds; a wrong password is exit 3 and never printed.
+#[test]
+fn credentials_from_docker_config_and_flags() {
+    use base64::Engine;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/htpasswd");
+    let reg = Registry::start_with(support::registry::RegistryConfig {
+        auth_yaml: Some(format!(
+            "  htpasswd:\n    realm: ferry-test\n    path: {path}\n"
+        )),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    fixtures::write_layout(dir.path(), "v1", &ImageSpec::oci());
+    let src = format!("oci:{}:v1", dir.path().display());
+    let config = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("ferry:ferry-test-password");
+    let json = serde_json::json!({"auths": {reg.addr.clone(): {"auth": auth}}});
+    std::fs::write(config.path().join("config.json"), json.to_string()).unwrap();
+    let run = |args: &[&str], docker_config: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env("DOCKER_CONFIG", docker_config)
+            .output()
+            .unwrap()
+    };
+    let out = run(
+        &["copy", &src, &format!("{}/team/app:v1", reg.addr)],
+        config.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let empty = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "copy",
+            "--dest-creds",
+            "ferry:ferry-test-password",
+            &src,
+            &format!("{}/team/app:v2", reg.addr),
+        ],
+        empty.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(
+        &[
+            "copy",
+            "--dest-creds",
+            "ferry:wrong-secret-123",
+            &src,
+            &format!("{}/team/app:v3", reg.addr),
+        ],
+        empty.path(),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("wrong-secret-123"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &["copy", &src, &format!("{}/team/app:v4", reg.addr)],
+        empty.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "anonymous push is refused: {}",
+        stderr(&out)
+    );
+}
