@@ -2,7 +2,7 @@
 
 mod copy;
 mod endpoints;
-mod progress;
+pub mod progress;
 mod promote;
 mod tag;
 

@@ -10,6 +10,27 @@ use ferry::digest::Digest;
 use ferry::progress::Reporter;
 use ferry::store::BlobOutcome;
 
+/// The one set of progress bars on stderr; log lines go through it so they do not tear the bars.
+pub fn bars_target() -> MultiProgress {
+    static MULTI: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+    MULTI
+        .get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+        .clone()
+}
+
+/// A stderr writer for log lines that hides the bars while it writes.
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        bars_target().suspend(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// How much the CLI says while working.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -78,7 +99,7 @@ struct Bars {
 impl Bars {
     fn new() -> Self {
         Bars {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            multi: bars_target(),
             bars: Mutex::new(HashMap::new()),
         }
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use ferry::digest::Digest;
 use ferry::progress::{Reporter, Silent};
@@ -55,7 +55,7 @@ fn style(template: &str) -> ProgressStyle {
 
 impl Bars {
     fn new(images: usize) -> Bars {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let multi = crate::cli::progress::bars_target();
         let total = multi.add(ProgressBar::new(0).with_style(style(
             "{prefix:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
         )));
