@@ -18,27 +18,33 @@ fn route_name(r: Option<Route>) -> &'static str {
 
 /// `2 copied (3.0 MiB), 3 mounted (20.0 MiB), 0 present (0 B)` (in a dry run: to copy...).
 pub fn summary_of_blobs(b: &BlobSummary) -> String {
-    format!(
-        "{} copied ({}), {} mounted ({}), {} present ({})",
-        b.copied,
-        human_bytes(b.bytes_copied),
-        b.mounted,
-        human_bytes(b.bytes_mounted),
-        b.skipped,
-        human_bytes(b.bytes_skipped)
+    blob_counts(
+        b,
+        |verb, n, bytes| format!("{n} {verb} ({bytes})"),
+        ["copied", "mounted", "present"],
     )
 }
 
 fn planned_blobs(b: &BlobSummary) -> String {
-    format!(
-        "copy {} ({}), mount {} ({}), skip {} ({})",
-        b.copied,
-        human_bytes(b.bytes_copied),
-        b.mounted,
-        human_bytes(b.bytes_mounted),
-        b.skipped,
-        human_bytes(b.bytes_skipped)
+    blob_counts(
+        b,
+        |verb, n, bytes| format!("{verb} {n} ({bytes})"),
+        ["copy", "mount", "skip"],
     )
+}
+
+/// Copied, mounted and skipped blobs with their bytes, each phrased by `item`.
+fn blob_counts(
+    b: &BlobSummary,
+    item: impl Fn(&str, usize, String) -> String,
+    verbs: [&str; 3],
+) -> String {
+    let parts = [
+        item(verbs[0], b.copied, human_bytes(b.bytes_copied)),
+        item(verbs[1], b.mounted, human_bytes(b.bytes_mounted)),
+        item(verbs[2], b.skipped, human_bytes(b.bytes_skipped)),
+    ];
+    parts.join(", ")
 }
 
 fn tag_text(t: &TagResult, dry_run: bool) -> String {
