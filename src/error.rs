@@ -45,6 +45,23 @@ impl std::fmt::Display for Op {
     }
 }
 
+/// Which end of a copy an error came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
+}
+
 /// One entry of a registry's `{"errors":[{code,message,detail}]}` body.
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 pub struct RegistryErrorCode {
@@ -67,7 +84,7 @@ pub enum Error {
     Manifest(#[from] ManifestError),
 
     /// The registry answered with an error status.
-    #[error("{op} {target} at {registry}/{repository}: HTTP {status}{}{}", fmt_codes(.codes), fmt_attempts(*.attempts))]
+    #[error("{op} {target} at {registry}/{repository}: HTTP {status}{}{}{}", fmt_codes(.codes), fmt_body(.body), fmt_attempts(*.attempts))]
     Registry {
         op: Op,
         registry: String,
@@ -75,6 +92,8 @@ pub enum Error {
         target: String,
         status: u16,
         codes: Vec<RegistryErrorCode>,
+        /// The start of a body that was not the OCI error envelope (a proxy's page).
+        body: Option<Box<str>>,
         attempts: u32,
     },
 
@@ -126,9 +145,72 @@ pub enum Error {
         message: String,
     },
 
-    /// A request that makes no sense (e.g. a subset of platforms of a non-index).
-    #[error("{0}")]
-    Invalid(String),
+    /// A command-line argument or option is unusable; nothing was sent.
+    #[error("{arg}: {reason}")]
+    Usage { arg: String, reason: String },
+
+    /// A tag name that the distribution spec does not allow.
+    #[error("{tag:?} is not a valid tag ({context})")]
+    BadTag { tag: String, context: String },
+
+    /// A registry name that cannot be reached as `host[:port]`.
+    #[error("registry {registry:?}: {reason}")]
+    BadRegistry { registry: String, reason: String },
+
+    /// The `--ca-file` could not be used.
+    #[error("CA file {}: {reason}", .path.display())]
+    CaFile { path: PathBuf, reason: String },
+
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {reason}")]
+    HttpClient { reason: String },
+
+    /// `--platform` asked for something the image does not have.
+    #[error("{reason}")]
+    Platform { reason: String },
+
+    /// A manifest's size differs from the size its parent's descriptor gives.
+    #[error("manifest {digest} in {location} is {actual} bytes but its parent says {expected}")]
+    SizeMismatch {
+        location: String,
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+
+    /// The copied image is not the digest the destination reference names.
+    #[error("destination {location} names digest {expected} but the copied image is {actual}")]
+    DestinationDigest {
+        location: String,
+        expected: Digest,
+        actual: Digest,
+    },
+
+    /// A registry's answer could not be used (unreadable, too large).
+    #[error("{op} {target} at {registry}/{repository}: {reason}")]
+    BadAnswer {
+        op: Op,
+        registry: String,
+        repository: String,
+        target: String,
+        reason: String,
+    },
+
+    /// An upload cannot go on with any strategy the registry takes.
+    #[error("upload blob {digest} to {location}: {reason}")]
+    Upload {
+        location: String,
+        digest: Digest,
+        reason: String,
+    },
+
+    /// A failure at one end of a copy: `source` or `destination`.
+    #[error("{side}: {error}")]
+    OnSide {
+        side: Side,
+        #[source]
+        error: Box<Error>,
+    },
 
     /// Release guard: the source is not the digest that was tested.
     #[error("source {source_ref} resolves to {actual}, not the expected {expected}")]
@@ -191,6 +273,13 @@ fn fmt_codes(codes: &[RegistryErrorCode]) -> String {
     format!(" ({})", parts.join("; "))
 }
 
+fn fmt_body(body: &Option<Box<str>>) -> String {
+    match body {
+        Some(b) => format!(": {b:?}"),
+        None => String::new(),
+    }
+}
+
 fn fmt_attempts(attempts: u32) -> String {
     if attempts > 1 {
         format!(" after {attempts} attempts")
@@ -200,18 +289,9 @@ fn fmt_attempts(attempts: u32) -> String {
 }
 
 impl Error {
-    /// Whether the same request could succeed if tried again (408, 429, 5xx, connection errors).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::Registry { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            Error::Transport { .. } => true,
-            _ => false,
-        }
-    }
-
     /// The HTTP status, when this is a registry answer.
     pub fn status(&self) -> Option<u16> {
-        match self {
+        match self.root() {
             Error::Registry { status, .. } => Some(*status),
             _ => None,
         }
@@ -219,13 +299,46 @@ impl Error {
 
     /// Whether this says the thing looked for does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound { .. }) || self.status() == Some(404)
+        matches!(self.root(), Error::NotFound { .. }) || self.status() == Some(404)
+    }
+
+    /// Marks the end of a copy this came from (kept when it already has one).
+    pub fn on(self, side: Side) -> Error {
+        match self {
+            e @ Error::OnSide { .. } => e,
+            Error::Many(v) => Error::Many(v.into_iter().map(|e| e.on(side)).collect()),
+            e => Error::OnSide {
+                side,
+                error: Box::new(e),
+            },
+        }
+    }
+
+    /// The end of a copy this came from, when known.
+    pub fn side(&self) -> Option<Side> {
+        match self {
+            Error::OnSide { side, .. } => Some(*side),
+            _ => None,
+        }
+    }
+
+    /// The error without its side.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::OnSide { error, .. } => error.root(),
+            e => e,
+        }
     }
 
     /// Records how many attempts were made (for the final error after retries).
     pub fn with_attempts(mut self, n: u32) -> Self {
-        if let Error::Registry { attempts, .. } | Error::Transport { attempts, .. } = &mut self {
-            *attempts = n;
+        match &mut self {
+            Error::Registry { attempts, .. } | Error::Transport { attempts, .. } => *attempts = n,
+            Error::OnSide { error, .. } => {
+                let inner = std::mem::replace(error.as_mut(), Error::Many(Vec::new()));
+                **error = inner.with_attempts(n);
+            }
+            _ => {}
         }
         self
     }
@@ -248,10 +361,21 @@ mod tests {
                 message: "blob unknown".into(),
                 detail: None,
             }],
+            body: None,
             attempts: 3,
         };
         let s = e.to_string();
         assert!(s.contains("put manifest 1.0 at r.io/team/api: HTTP 400 (MANIFEST_BLOB_UNKNOWN: blob unknown) after 3 attempts"), "{s}");
-        assert!(!e.is_retryable());
+        let on = e.on(Side::Destination);
+        assert!(
+            on.to_string().starts_with("destination: put manifest 1.0"),
+            "{on}"
+        );
+        assert_eq!(
+            (on.side(), on.status()),
+            (Some(Side::Destination), Some(400))
+        );
+        // A side is given once: the innermost one that knew it wins.
+        assert_eq!(on.on(Side::Source).side(), Some(Side::Destination));
     }
 }

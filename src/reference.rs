@@ -11,6 +11,16 @@ pub const DOCKER_HUB: &str = "docker.io";
 /// The host that actually serves Docker Hub's API.
 pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
+/// Where API requests for `registry` go: its own name, except Docker Hub's `docker.io`, served
+/// by `registry-1.docker.io`. Credentials are still looked up under the name. The one mapping.
+pub fn api_host(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        DOCKER_HUB_API
+    } else {
+        registry
+    }
+}
+
 /// Where an image lives: a repository in a registry or an OCI image layout directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageRef {
@@ -250,11 +260,7 @@ impl RegistryRef {
 
     /// The host to send API requests to (`registry-1.docker.io` for Docker Hub).
     pub fn api_host(&self) -> &str {
-        if self.registry == DOCKER_HUB {
-            DOCKER_HUB_API
-        } else {
-            &self.registry
-        }
+        api_host(&self.registry)
     }
 
     /// The tag or digest to fetch: the digest wins; `latest` when neither was given.

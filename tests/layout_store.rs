@@ -236,7 +236,9 @@ impl BlobSource for Fixed {
     async fn open(&self, _offset: u64) -> ferry::Result<BlobStream> {
         let mut items = vec![Ok(self.bytes.clone())];
         if self.fail_after {
-            items.push(Err(Error::Invalid("source broke".into())));
+            items.push(Err(Error::HttpClient {
+                reason: "source broke".into(),
+            }));
         }
         Ok(futures::stream::iter(items).boxed())
     }

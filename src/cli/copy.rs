@@ -3,13 +3,14 @@
 use clap::Args;
 
 use ferry::copy::{Copier, CopyOptions, CopyReport, Selection};
+use ferry::error::Side;
 use ferry::manifest::Platform;
-use ferry::reference::is_valid_tag;
 use ferry::store::Target;
 use ferry::{Error, Result};
 
-use super::endpoints::{parse_ref, Side, TransportArgs};
+use super::endpoints::TransportArgs;
 use super::progress::{human_bytes, reporter, short, Verbosity};
+use super::settings::{parse_ref, parse_tag, Stores, TransportSettings};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -35,7 +36,7 @@ pub struct CopyArgs {
     /// Destination image reference.
     pub destination: String,
     /// Extra tag to point at the copied image (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
+    #[arg(long = "tag", value_name = "TAG", value_parser = parse_tag)]
     pub tags: Vec<String>,
     /// Copy only this platform of a multi-platform index, OS/ARCH[/VARIANT] (repeatable).
     #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
@@ -59,11 +60,9 @@ pub struct CopyArgs {
 pub async fn run(args: CopyArgs) -> Result<()> {
     let src_ref = parse_ref(&args.source)?;
     let dst_ref = parse_ref(&args.destination)?;
-    if let Some(bad) = args.tags.iter().find(|t| !is_valid_tag(t)) {
-        return Err(Error::Invalid(format!("--tag {bad:?} is not a valid tag")));
-    }
-    let (src, target) = args.transport.open(&src_ref, Side::Source)?;
-    let (dst, dst_target) = args.transport.open(&dst_ref, Side::Destination)?;
+    let stores = Stores::new(TransportSettings::resolve(&args.transport)?, None, false);
+    let (src, target) = stores.open(&src_ref, Side::Source)?;
+    let (dst, dst_target) = stores.open(&dst_ref, Side::Destination)?;
     let mut tags = Vec::new();
     if let Target::Tag(t) = &dst_target {
         tags.push(t.clone());
@@ -90,10 +89,11 @@ pub async fn run(args: CopyArgs) -> Result<()> {
         .await?;
     if let Target::Digest(want) = &dst_target {
         if want != &prepared.root.digest {
-            return Err(Error::Invalid(format!(
-                "destination names digest {want} but the copied image is {}",
-                prepared.root.digest
-            )));
+            return Err(Error::DestinationDigest {
+                location: dst.location(),
+                expected: want.clone(),
+                actual: prepared.root.digest.clone(),
+            });
         }
     }
     let report = copier.tag(dst.as_ref(), prepared, &tags).await?;

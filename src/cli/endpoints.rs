@@ -1,18 +1,11 @@
-//! Turns references and transport flags into stores: registry clients per side, OCI layouts.
+//! The flags that decide how to reach registries, per side (flags only: `settings.rs`
+//! resolves them).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 
-use ferry::creds::{Chain, CredentialSource, DockerConfig, StaticCredentials};
-use ferry::reference::ImageRef;
-use ferry::store::layout::LayoutStore;
-use ferry::store::registry::{
-    RegistryClient, RegistryOptions, RegistryStore, RetryPolicy, UploadStrategy,
-};
-use ferry::store::{Store, Target};
-use ferry::{Error, Result};
+use ferry::store::registry::UploadStrategy;
 
 /// Flags that decide how to reach registries, per side.
 #[derive(Args, Clone, Debug)]
@@ -85,90 +78,4 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
     n.checked_mul(mult)
         .filter(|v| *v > 0)
         .ok_or_else(|| format!("{s:?} is not a usable size"))
-}
-
-/// Which end of a copy.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Source,
-    Destination,
-}
-
-impl TransportArgs {
-    pub fn options(&self, side: Side) -> Result<RegistryOptions> {
-        let (creds, tls_verify, plain) = match side {
-            Side::Source => (&self.src_creds, self.src_tls_verify, self.src_plain_http),
-            Side::Destination => (&self.dest_creds, self.dest_tls_verify, self.dest_plain_http),
-        };
-        let config = match &self.authfile {
-            Some(p) => DockerConfig::from_path(p)?,
-            None => DockerConfig::load()?,
-        };
-        let credentials: Arc<dyn CredentialSource> = match creds {
-            Some(c) => {
-                let flag = if side == Side::Source {
-                    "--src-creds"
-                } else {
-                    "--dest-creds"
-                };
-                let given = StaticCredentials::parse(c).map_err(|e| match e {
-                    Error::Credentials { reason } => Error::Credentials {
-                        reason: format!("{flag}: {reason}"),
-                    },
-                    other => other,
-                })?;
-                Arc::new(Chain::new().with(given).with(config))
-            }
-            None => Arc::new(config),
-        };
-        Ok(RegistryOptions {
-            tls_verify,
-            plain_http: if plain { Some(true) } else { None },
-            ca_file: self.ca_file.clone(),
-            credentials,
-            retry: RetryPolicy {
-                max_attempts: self.retries.max(1),
-                max_total: std::time::Duration::from_secs(self.retry_max_time),
-                ..RetryPolicy::default()
-            },
-            upload_strategy: self.upload_strategy,
-            chunk_size: self.chunk_size,
-            ..RegistryOptions::default()
-        })
-    }
-
-    /// Opens the store behind a reference and the manifest target it names.
-    pub fn open(&self, r: &ImageRef, side: Side) -> Result<(Arc<dyn Store>, Target)> {
-        match r {
-            ImageRef::Registry(rr) => {
-                let client = RegistryClient::new(&rr.registry, self.options(side)?)?;
-                let target = target_of(rr.digest.as_ref(), rr.tag.as_deref());
-                Ok((Arc::new(RegistryStore::new(client, &rr.repository)), target))
-            }
-            ImageRef::Layout(l) => {
-                let store = match side {
-                    Side::Source => LayoutStore::open(&l.path)?,
-                    Side::Destination => LayoutStore::create(&l.path)?,
-                };
-                Ok((
-                    Arc::new(store),
-                    target_of(l.digest.as_ref(), l.tag.as_deref()),
-                ))
-            }
-        }
-    }
-}
-
-/// The digest wins over the tag; neither means `latest`.
-fn target_of(digest: Option<&ferry::Digest>, tag: Option<&str>) -> Target {
-    match (digest, tag) {
-        (Some(d), _) => Target::Digest(d.clone()),
-        (None, Some(t)) => Target::Tag(t.to_string()),
-        (None, None) => Target::Tag("latest".into()),
-    }
-}
-
-/// Parses a reference given on the command line.
-pub fn parse_ref(s: &str) -> Result<ImageRef> {
-    s.parse::<ImageRef>().map_err(Error::from)
 }

@@ -4,10 +4,12 @@ mod copy;
 mod endpoints;
 pub mod progress;
 mod promote;
+mod settings;
 mod tag;
 
 use clap::{Parser, Subcommand};
 
+use ferry::error::Side;
 use ferry::Error;
 
 /// Exit codes (documented in `ferry --help` and the README).
@@ -28,7 +30,7 @@ Exit codes:
   1  failure (network, registry error, I/O)
   2  bad input: invalid reference, flag, credentials file or plan
   3  authentication failed
-  4  source image not found
+  4  source image not found (a destination's 404 is a failure, exit 1)
   5  verification failed: bytes did not match their digest
   6  the source is not the --expect-digest digest (nothing written)
   7  a tag guard refused to move an existing tag (nothing written)";
@@ -45,6 +47,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Copy one image (all platforms by default) between registries and OCI layouts.
     Copy(copy::CopyArgs),
     /// Publish an image (or a plan of images) under release tags, guarded and all-or-nothing.
     Promote(promote::PromoteArgs),
@@ -62,23 +65,60 @@ impl Cli {
     }
 }
 
-/// Maps an error to the documented exit code.
+/// Maps an error to the documented exit code. Several errors give the most decisive one
+/// (bad input, then verification, authentication, guards, not found, other failures), so the
+/// same failure exits the same way whichever error finished first.
 pub fn exit_code(e: &Error) -> u8 {
     match e {
+        Error::Many(errors) => errors
+            .iter()
+            .map(exit_code)
+            .max_by_key(|c| rank(*c))
+            .unwrap_or(exit::FAILED),
+        Error::OnSide { side, error } => match (side, error.root()) {
+            // Only the source can be "not found": a destination's 404 is a failed write.
+            (Side::Destination, e) if exit_code(e) == exit::NOT_FOUND => exit::FAILED,
+            (_, e) => exit_code(e),
+        },
         Error::Reference(_)
         | Error::Digest(_)
         | Error::Credentials { .. }
-        | Error::Invalid(_)
+        | Error::Usage { .. }
+        | Error::BadTag { .. }
+        | Error::BadRegistry { .. }
+        | Error::CaFile { .. }
+        | Error::Platform { .. }
         | Error::Plan { .. } => exit::USAGE,
         Error::Auth { .. } => exit::AUTH,
-        Error::Registry {
-            status: 401 | 403, ..
-        } => exit::AUTH,
-        Error::NotFound { .. } | Error::Registry { status: 404, .. } => exit::NOT_FOUND,
-        Error::DigestMismatch { .. } => exit::VERIFY,
+        Error::Registry { status, .. } => match status {
+            401 | 403 => exit::AUTH,
+            404 => exit::NOT_FOUND,
+            _ => exit::FAILED,
+        },
+        Error::NotFound { .. } => exit::NOT_FOUND,
+        Error::DigestMismatch { .. }
+        | Error::SizeMismatch { .. }
+        | Error::DestinationDigest { .. } => exit::VERIFY,
         Error::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,
         Error::TagRefused { .. } => exit::REFUSED,
-        Error::Many(errors) => errors.first().map(exit_code).unwrap_or(exit::FAILED),
-        _ => exit::FAILED,
+        Error::Manifest(_) | Error::ManifestTooLarge { .. } => exit::FAILED,
+        Error::Transport { .. }
+        | Error::Layout { .. }
+        | Error::HttpClient { .. }
+        | Error::BadAnswer { .. }
+        | Error::Upload { .. } => exit::FAILED,
+    }
+}
+
+/// How decisive an exit code is among several errors: the higher, the more it says.
+fn rank(code: u8) -> u8 {
+    match code {
+        exit::USAGE => 7,
+        exit::VERIFY => 6,
+        exit::AUTH => 5,
+        exit::UNEXPECTED_DIGEST => 4,
+        exit::REFUSED => 3,
+        exit::NOT_FOUND => 2,
+        _ => 1,
     }
 }

@@ -11,10 +11,12 @@ use clap::Args;
 
 use ferry::copy::RegistryLimits;
 use ferry::promote::{Overwrite, Plan, PlannedImage, PromoteOptions, Promoter, Vars};
-use ferry::reference::{is_valid_tag, ImageRef, DOCKER_HUB, DOCKER_HUB_API};
+use ferry::reference::{api_host, ImageRef};
 use ferry::{Digest, Error, Result};
 
-use super::endpoints::{parse_ref, Side, TransportArgs};
+use super::endpoints::TransportArgs;
+use super::settings::{parse_ref, parse_tag, Stores, TransportSettings};
+use ferry::error::Side;
 pub use open::split_tags;
 use open::Opener;
 
@@ -79,7 +81,7 @@ pub struct PromoteArgs {
     #[arg(required_unless_present = "plan", conflicts_with = "plan")]
     pub destination: Option<String>,
     /// Another tag for the destination (repeatable).
-    #[arg(long = "tag", value_name = "TAG", conflicts_with = "plan")]
+    #[arg(long = "tag", value_name = "TAG", conflicts_with = "plan", value_parser = parse_tag)]
     pub tags: Vec<String>,
     /// Promote every image of a plan file (YAML or JSON).
     #[arg(long, value_name = "FILE")]
@@ -112,10 +114,11 @@ pub async fn run(args: PromoteArgs) -> Result<()> {
     let plan = match &args.plan {
         Some(path) => {
             if args.guard.expect_digest.is_some() {
-                return Err(Error::Invalid(
-                    "--expect-digest applies to one image; in a plan, use `expect-digest:` per image"
+                return Err(Error::Usage {
+                    arg: "--expect-digest".into(),
+                    reason: "applies to one image; in a plan, use `expect-digest:` per image"
                         .into(),
-                ));
+                });
             }
             Plan::load(path, &cli_vars(&args.vars)?)?
         }
@@ -148,7 +151,12 @@ pub async fn execute(
     transport: &TransportArgs,
     one_side: Option<Side>,
 ) -> Result<()> {
-    let opener = Opener::new(transport, one_side, guard.dry_run);
+    let stores = Stores::new(
+        TransportSettings::resolve(transport)?,
+        one_side,
+        guard.dry_run,
+    );
+    let opener = Opener::new(&stores);
     let jobs = plan
         .images
         .iter()
@@ -182,16 +190,14 @@ pub async fn execute(
 /// The one-image plan of `ferry promote SRC DST:TAG[,TAG...]`.
 fn single(args: &PromoteArgs) -> Result<Plan> {
     let (Some(src), Some(dst)) = (&args.source, &args.destination) else {
-        return Err(Error::Invalid(
-            "give SOURCE and DESTINATION, or --plan FILE".into(),
-        ));
+        return Err(Error::Usage {
+            arg: "promote".into(),
+            reason: "give SOURCE and DESTINATION, or --plan FILE".into(),
+        });
     };
     let source = parse_ref(src)?;
     let (destination, mut tags) = split_tags(dst)?;
     for t in &args.tags {
-        if !is_valid_tag(t) {
-            return Err(Error::Invalid(format!("--tag {t:?} is not a valid tag")));
-        }
         if !tags.contains(t) {
             tags.push(t.clone());
         }
@@ -207,9 +213,10 @@ pub fn one_image(
     guard: &GuardArgs,
 ) -> Result<Plan> {
     if tags.is_empty() {
-        return Err(Error::Invalid(format!(
-            "no tag for {destination}: write DESTINATION:TAG[,TAG...] or add --tag"
-        )));
+        return Err(Error::Usage {
+            arg: destination.to_string(),
+            reason: "no tag: write DESTINATION:TAG[,TAG...] or add --tag".into(),
+        });
     }
     Ok(Plan {
         images: vec![PlannedImage {
@@ -227,7 +234,10 @@ pub fn one_image(
 fn cli_vars(vars: &[String]) -> Result<Vars> {
     let mut v = Vars::new();
     for s in vars {
-        let (name, value) = Vars::parse_assignment(s).map_err(Error::Invalid)?;
+        let (name, value) = Vars::parse_assignment(s).map_err(|reason| Error::Usage {
+            arg: "--var".into(),
+            reason,
+        })?;
         v.set(&name, &value);
     }
     Ok(v)
@@ -237,18 +247,12 @@ fn parse_limits(limits: &[String]) -> Result<Vec<(String, usize)>> {
     limits
         .iter()
         .map(|s| {
-            let bad = || Error::Invalid(format!("--registry-limit {s:?}: expected HOST[:PORT]=N"));
+            let bad = || Error::Usage {
+                arg: "--registry-limit".into(),
+                reason: format!("{s:?}: expected HOST[:PORT]=N"),
+            };
             let (host, n) = s.rsplit_once('=').ok_or_else(bad)?;
             Ok((host.to_string(), n.parse().map_err(|_| bad())?))
         })
         .collect()
-}
-
-/// Limits are keyed by the host API requests go to (Docker Hub's differs from its name).
-fn api_host(host: &str) -> &str {
-    if host == DOCKER_HUB {
-        DOCKER_HUB_API
-    } else {
-        host
-    }
 }

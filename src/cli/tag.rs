@@ -4,12 +4,14 @@
 use clap::Args;
 
 use ferry::copy::RegistryLimits;
+use ferry::error::Side;
 use ferry::promote::PromoteOptions;
-use ferry::reference::{is_valid_tag, ImageRef};
-use ferry::{Error, Result};
+use ferry::reference::ImageRef;
+use ferry::Result;
 
-use super::endpoints::{parse_ref, Side, TransportArgs};
+use super::endpoints::TransportArgs;
 use super::promote::{execute, one_image, GuardArgs};
+use super::settings::{parse_ref, parse_tag};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -26,7 +28,7 @@ pub struct TagArgs {
     /// The image to tag (by tag or digest).
     pub image: String,
     /// Tags to point at it.
-    #[arg(required = true)]
+    #[arg(required = true, value_parser = parse_tag)]
     pub tags: Vec<String>,
     #[command(flatten)]
     pub guard: GuardArgs,
@@ -36,9 +38,6 @@ pub struct TagArgs {
 
 pub async fn run(args: TagArgs) -> Result<()> {
     let source = parse_ref(&args.image)?;
-    if let Some(bad) = args.tags.iter().find(|t| !is_valid_tag(t)) {
-        return Err(Error::Invalid(format!("{bad:?} is not a valid tag")));
-    }
     let destination = match &source {
         ImageRef::Registry(r) => ImageRef::Registry(ferry::reference::RegistryRef {
             tag: None,

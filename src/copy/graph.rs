@@ -84,13 +84,12 @@ fn walk<'a>(
 async fn fetch_child(src: &dyn Store, d: Descriptor) -> Result<RawManifest> {
     let m = src.get_manifest(&Target::Digest(d.digest.clone())).await?;
     if m.bytes.len() as u64 != d.size {
-        return Err(Error::Invalid(format!(
-            "manifest {} in {} is {} bytes but its parent says {}",
-            d.digest,
-            src.location(),
-            m.bytes.len(),
-            d.size
-        )));
+        return Err(Error::SizeMismatch {
+            location: src.location(),
+            digest: d.digest,
+            expected: d.size,
+            actual: m.bytes.len() as u64,
+        });
     }
     Ok(RawManifest {
         media_type: if d.media_type.is_empty() {
@@ -124,10 +123,12 @@ pub async fn select_platforms(
         return Ok((root, Selection::Unchanged));
     }
     let Children::Index { manifests } = root.children()? else {
-        return Err(Error::Invalid(format!(
-            "--platform was given but {} ({}) is a single-platform manifest, not an index",
-            root.digest, root.media_type
-        )));
+        return Err(Error::Platform {
+            reason: format!(
+                "--platform was given but {} ({}) is a single-platform manifest, not an index",
+                root.digest, root.media_type
+            ),
+        });
     };
     for p in platforms {
         if !manifests
@@ -138,11 +139,13 @@ pub async fn select_platforms(
                 .iter()
                 .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
                 .collect();
-            return Err(Error::Invalid(format!(
-                "platform {p} is not in index {}; available: {}",
-                root.digest,
-                available.join(", ")
-            )));
+            return Err(Error::Platform {
+                reason: format!(
+                    "platform {p} is not in index {}; available: {}",
+                    root.digest,
+                    available.join(", ")
+                ),
+            });
         }
     }
     let keep = |d: &Descriptor| {

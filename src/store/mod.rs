@@ -9,6 +9,7 @@
 
 pub mod layout;
 pub mod registry;
+pub mod sided;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -1,71 +1,28 @@
 //! Opening the stores of a plan: one registry client per (registry, side), shared by every image
 //! (one connection pool and token cache per registry), and `REPO:TAG[,TAG...]` destinations.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use ferry::error::Side;
 use ferry::promote::{Job, PlannedImage};
 use ferry::reference::{is_valid_tag, ImageRef};
-use ferry::store::registry::{RegistryClient, RegistryStore};
 use ferry::store::{Store, Target};
 use ferry::{Error, Result};
 
-use crate::cli::endpoints::{Side, TransportArgs};
+use crate::cli::settings::Stores;
 
-/// Opens stores, reusing one client per registry and side.
+/// Opens the stores of a plan's jobs through the one store cache.
 pub struct Opener<'a> {
-    transport: &'a TransportArgs,
-    clients: Mutex<HashMap<(bool, String), RegistryClient>>,
-    /// `ferry tag`: source and destination are one repository: use the destination's client.
-    one_side: Option<Side>,
-    /// A dry run opens destination layouts read-only (never creates one).
-    dry_run: bool,
+    stores: &'a Stores,
 }
 
 impl<'a> Opener<'a> {
-    pub fn new(transport: &'a TransportArgs, one_side: Option<Side>, dry_run: bool) -> Self {
-        Opener {
-            transport,
-            clients: Mutex::new(HashMap::new()),
-            one_side,
-            dry_run,
-        }
-    }
-
-    fn client(&self, registry: &str, side: Side) -> Result<RegistryClient> {
-        let side = self.one_side.unwrap_or(side);
-        let key = (side == Side::Destination, registry.to_string());
-        let mut clients = self.clients.lock().unwrap();
-        if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
-        }
-        let c = RegistryClient::new(registry, self.transport.options(side)?)?;
-        clients.insert(key, c.clone());
-        Ok(c)
+    pub fn new(stores: &'a Stores) -> Self {
+        Opener { stores }
     }
 
     fn open(&self, r: &ImageRef, side: Side) -> Result<(Arc<dyn Store>, Target)> {
-        match r {
-            ImageRef::Registry(rr) => {
-                let client = self.client(&rr.registry, side)?;
-                let target = match (&rr.digest, &rr.tag) {
-                    (Some(d), _) => Target::Digest(d.clone()),
-                    (None, Some(t)) => Target::Tag(t.clone()),
-                    (None, None) => Target::Tag("latest".into()),
-                };
-                Ok((Arc::new(RegistryStore::new(client, &rr.repository)), target))
-            }
-            ImageRef::Layout(l) if self.dry_run && side == Side::Destination => {
-                if !l.path.exists() {
-                    return Err(Error::Invalid(format!(
-                        "--dry-run: the destination layout {} does not exist yet (everything would be copied); a dry run creates nothing",
-                        l.path.display()
-                    )));
-                }
-                self.transport.open(r, Side::Source)
-            }
-            ImageRef::Layout(_) => self.transport.open(r, side),
-        }
+        self.stores.open(r, side)
     }
 
     /// The job for one planned image.
@@ -102,9 +59,10 @@ pub fn split_tags(dst: &str) -> Result<(ImageRef, Vec<String>)> {
         None => (dst, Vec::new()),
     };
     if let Some(bad) = tags.iter().find(|t| !is_valid_tag(t)) {
-        return Err(Error::Invalid(format!(
-            "destination {dst:?}: {bad:?} is not a valid tag"
-        )));
+        return Err(Error::BadTag {
+            tag: bad.clone(),
+            context: format!("destination {dst:?}"),
+        });
     }
     let r: ImageRef = repo.parse()?;
     let pinned = match &r {
@@ -112,9 +70,10 @@ pub fn split_tags(dst: &str) -> Result<(ImageRef, Vec<String>)> {
         ImageRef::Layout(l) => l.digest.is_some(),
     };
     if pinned {
-        return Err(Error::Invalid(format!(
-            "destination {dst:?} names a digest: promote writes tags (REPO:TAG[,TAG...])"
-        )));
+        return Err(Error::Usage {
+            arg: format!("destination {dst:?}"),
+            reason: "names a digest: promote writes tags (REPO:TAG[,TAG...])".into(),
+        });
     }
     Ok((r, tags))
 }

@@ -1,32 +1,34 @@
 //! Reading blobs: HEAD for presence, GET streamed from an offset (`Range`), resumed from where it
 //! broke off when the connection drops mid-body (`Range: bytes=N-`; a server that ignores it
-//! answers 200 and its first N bytes are skipped, so no byte is yielded twice). Resumes are
-//! bounded per stall: the count restarts once the read made progress.
+//! answers 200 and its first N bytes are skipped, so no byte is yielded twice). Resumes go
+//! through the retry engine: one budget per read, counted from the last byte received, with
+//! `Retry-After` honoured when a re-open is answered with one.
 
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::Method;
 
-use super::challenge::pull_scope;
-use super::client::{header_str, header_u64, Req};
-use super::errors::Ctx;
-use super::stats::Kind;
-use super::RegistryStore;
+use super::repo::Repo;
+use super::transport::errors::Ctx;
+use super::transport::headers::{header_str, header_u64};
+use super::transport::retry::{Attempt, Budget, Decision, Failure};
+use super::transport::stats::Kind;
+use super::transport::Req;
 use crate::error::{Error, Op, Result};
 use crate::manifest::Descriptor;
 use crate::store::BlobStream;
 
-fn blob_req(store: &RegistryStore, method: Method, desc: &Descriptor, kind: Kind) -> Req {
-    let url = store.url(&format!("blobs/{}", desc.digest));
-    Req::new(method, url, vec![pull_scope(&store.repository)], kind)
+fn blob_req(repo: &Repo, method: Method, desc: &Descriptor, kind: Kind) -> Req {
+    let url = repo.url(&format!("blobs/{}", desc.digest));
+    Req::new(method, url, repo.pull(), kind)
 }
 
 /// HEAD the blob: 200 → present, 404 → absent.
-pub(super) async fn has(store: &RegistryStore, desc: &Descriptor) -> Result<bool> {
-    let ctx = store.ctx(Op::HeadBlob, desc.digest.to_string());
-    let req = blob_req(store, Method::HEAD, desc, Kind::BlobHead);
-    let resp = store.inner().execute(&ctx, &req, &[200, 404]).await?;
+pub async fn has(repo: &Repo, desc: &Descriptor) -> Result<bool> {
+    let ctx = repo.ctx(Op::HeadBlob, desc.digest.to_string());
+    let req = blob_req(repo, Method::HEAD, desc, Kind::BlobHead);
+    let resp = repo.transport().execute(&ctx, &req, &[200, 404]).await?;
     if resp.status() == 404 {
         return Ok(false);
     }
@@ -38,41 +40,47 @@ pub(super) async fn has(store: &RegistryStore, desc: &Descriptor) -> Result<bool
     Ok(true)
 }
 
-/// The blob's bytes from `offset`; a body that breaks off is resumed with a `Range` request
-/// (up to the retry policy's attempts). Bytes are not verified here.
-pub(super) async fn open(
-    store: &RegistryStore,
-    desc: &Descriptor,
-    offset: u64,
-) -> Result<BlobStream> {
-    let first = open_at(store, desc, offset).await?;
+/// The blob's bytes from `offset`; a body that breaks off is resumed with a `Range` request.
+/// Bytes are not verified here.
+pub async fn open(repo: &Repo, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
+    let ctx = repo.ctx(Op::GetBlob, desc.digest.to_string());
+    let first = if offset > 0 && offset >= desc.size {
+        stream::empty().boxed()
+    } else {
+        let resp = repo
+            .transport()
+            .execute(&ctx, &get_req(repo, desc, offset), &[200, 206, 404])
+            .await?;
+        body_from(repo, &ctx, desc, resp, offset)?
+    };
     let state = Resume {
-        store: store.clone(),
+        repo: repo.clone(),
+        ctx,
         desc: desc.clone(),
         pos: offset,
         inner: Some(first),
-        resumes: 0,
-        resumed_at: offset,
+        budget: Budget::new(repo.transport().policy()),
     };
     Ok(stream::unfold(state, Resume::next).boxed())
 }
 
-/// One GET from `offset`: a stream that starts exactly at `offset`, whatever the server did with
-/// the `Range` (a 200 gets its first `offset` bytes skipped).
-async fn open_at(
-    store: &RegistryStore,
+fn get_req(repo: &Repo, desc: &Descriptor, offset: u64) -> Req {
+    let req = blob_req(repo, Method::GET, desc, Kind::BlobGet);
+    if offset > 0 {
+        return req.header(RANGE, &format!("bytes={offset}-"));
+    }
+    req
+}
+
+/// The body of a GET from `offset` as a stream that starts exactly at `offset`, whatever the
+/// server did with the `Range` (a 200 gets its first `offset` bytes skipped).
+fn body_from(
+    repo: &Repo,
+    ctx: &Ctx,
     desc: &Descriptor,
+    resp: reqwest::Response,
     offset: u64,
 ) -> Result<BoxStream<'static, Result<bytes::Bytes>>> {
-    if offset > 0 && offset >= desc.size {
-        return Ok(stream::empty().boxed());
-    }
-    let ctx = store.ctx(Op::GetBlob, desc.digest.to_string());
-    let mut req = blob_req(store, Method::GET, desc, Kind::BlobGet);
-    if offset > 0 {
-        req = req.header(RANGE, &format!("bytes={offset}-"));
-    }
-    let resp = store.inner().execute(&ctx, &req, &[200, 206, 404]).await?;
     let skip = match resp.status().as_u16() {
         404 => {
             return Err(Error::NotFound {
@@ -81,14 +89,15 @@ async fn open_at(
             })
         }
         206 => {
-            check_range_start(&ctx, header_str(resp.headers(), CONTENT_RANGE), offset)?;
+            check_range_start(ctx, header_str(resp.headers(), CONTENT_RANGE), offset)?;
             0
         }
         _ => offset,
     };
-    let stats = store.client.inner.clone();
+    let transport = repo.shared_transport();
+    let ctx = ctx.clone();
     let body = resp.bytes_stream().map(move |r| {
-        r.inspect(|b| stats.stats.add_downloaded(b.len() as u64))
+        r.inspect(|b| transport.stats().add_downloaded(b.len() as u64))
             .map_err(|e| ctx.transport(e))
     });
     Ok(skip_bytes(body.boxed(), skip))
@@ -134,16 +143,14 @@ fn skip_bytes(
 
 /// The state of a resumable blob read.
 struct Resume {
-    store: RegistryStore,
+    repo: Repo,
+    ctx: Ctx,
     desc: Descriptor,
     /// Offset of the next byte to yield.
     pos: u64,
     inner: Option<BoxStream<'static, Result<bytes::Bytes>>>,
-    /// Resumes since the read last made progress (the budget is per stall, so a long read that
-    /// breaks off now and then keeps going).
-    resumes: u32,
-    /// `pos` at the last resume.
-    resumed_at: u64,
+    /// Counted from the last byte received: a long read that breaks off now and then goes on.
+    budget: Budget,
 }
 
 impl Resume {
@@ -153,46 +160,44 @@ impl Resume {
             let err = match inner.next().await {
                 Some(Ok(b)) => {
                     self.pos += b.len() as u64;
+                    self.budget.progress();
                     return Some((Ok(b), self));
                 }
                 // A clean end before the descriptor's size is a truncation: resume it too.
                 None if self.pos >= self.desc.size => return None,
-                None => None,
-                Some(Err(e)) => Some(e),
+                None => self.ctx.transport_message(format!(
+                    "the body ended at byte {} of {}",
+                    self.pos, self.desc.size
+                )),
+                Some(Err(e)) => e,
             };
             self.inner = None;
-            match self.resume(err).await {
+            match self.resume(Failure::from(err)).await {
                 Ok(s) => self.inner = Some(s),
-                Err(Some(e)) => return Some((Err(e), self)),
-                Err(None) => return None,
+                Err(e) => return Some((Err(e), self)),
             }
         }
     }
 
-    /// Reopens at `pos` after `err` (or a truncation), if the error allows and budget remains.
-    async fn resume(
-        &mut self,
-        err: Option<Error>,
-    ) -> std::result::Result<BlobStream, Option<Error>> {
-        let policy = &self.store.client.inner.retry;
-        let retryable = err.as_ref().is_none_or(|e| e.is_retryable());
-        if self.pos > self.resumed_at {
-            self.resumes = 0;
+    /// Re-opens at `pos` after a failure, for as long as the engine says retry.
+    async fn resume(&mut self, mut failure: Failure) -> Result<BlobStream> {
+        loop {
+            self.budget.start_attempt();
+            let Decision::Retry(delay) = self.budget.decide(Attempt::Request, &failure) else {
+                return Err(self.budget.give_up(failure));
+            };
+            tracing::warn!(registry = %self.ctx.registry, op = %Op::GetBlob, digest = %self.desc.digest,
+                offset = self.pos, attempt = self.budget.attempts(), reason = %failure.error,
+                "resuming blob read");
+            let transport = self.repo.transport();
+            transport.stats().add_retry();
+            tokio::time::sleep(delay).await;
+            let req = get_req(&self.repo, &self.desc, self.pos);
+            failure = match transport.attempt(&self.ctx, &req, &[200, 206, 404]).await {
+                Ok(resp) => return body_from(&self.repo, &self.ctx, &self.desc, resp, self.pos),
+                Err(f) => f,
+            };
         }
-        if !retryable || self.resumes + 1 >= policy.max_attempts {
-            return Err(err.map(|e| e.with_attempts(self.resumes + 1)));
-        }
-        self.resumes += 1;
-        self.resumed_at = self.pos;
-        let delay = policy.backoff(self.resumes);
-        tracing::warn!(registry = %self.store.client.host(), op = %Op::GetBlob, digest = %self.desc.digest,
-            offset = self.pos, attempt = self.resumes, reason = %err.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "body ended early".into()),
-            "resuming blob read");
-        self.store.client.inner.stats.add_retry();
-        tokio::time::sleep(delay).await;
-        open_at(&self.store, &self.desc, self.pos)
-            .await
-            .map_err(Some)
     }
 }
 

@@ -8,36 +8,34 @@
 
 use std::sync::OnceLock;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, LINK};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
 use url::Url;
 
-use super::challenge::{pull_scope, push_scope};
-use super::client::{header_str, header_u64, Fetched, Req};
-use super::errors::Ctx;
-use super::stats::Kind;
-use super::RegistryStore;
+use super::repo::Repo;
+use super::transport::errors::Ctx;
+use super::transport::headers::{content_digest, header_str, header_u64, next_link};
+use super::transport::stats::Kind;
+use super::transport::{Fetched, Req};
 use crate::digest::Digest;
 use crate::error::{Error, Op, Result};
 use crate::manifest::{self, Descriptor, RawManifest};
 use crate::store::Target;
 
-/// The header registries use to say which digest they served or stored.
-pub(crate) const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 /// The header a registry sends for the tags a `?tag=` manifest PUT applied.
 const OCI_TAG: &str = "oci-tag";
 
 /// What one registry does with `?tag=` on a manifest PUT, learnt by the first PUT with several
 /// tags. (distribution 2.8 ignores the parameter: it stores by digest and sends no `OCI-Tag`.)
 #[derive(Default)]
-pub(crate) struct TagQuery {
+pub struct TagQuery {
     answer: OnceLock<bool>,
     probing: tokio::sync::Mutex<()>,
 }
 
 impl TagQuery {
     /// `Some(true)` when `?tag=` works, `Some(false)` when it does not, `None` before the probe.
-    pub(crate) fn known(&self) -> Option<bool> {
+    pub fn known(&self) -> Option<bool> {
         self.answer.get().copied()
     }
 }
@@ -47,15 +45,19 @@ const MAX_TAGS_PAGE: usize = 64 * 1024 * 1024;
 /// Pages followed through `Link` headers before giving up (a loop guard).
 const MAX_TAG_PAGES: usize = 100_000;
 
-fn manifest_req(store: &RegistryStore, method: Method, target: &Target, kind: Kind) -> Req {
-    let url = store.url(&format!("manifests/{target}"));
-    Req::new(method, url, vec![pull_scope(&store.repository)], kind)
-        .header(ACCEPT, manifest::ACCEPT)
+fn manifest_req(repo: &Repo, method: Method, target: &Target, kind: Kind) -> Req {
+    let url = repo.url(&format!("manifests/{target}"));
+    Req::new(method, url, repo.pull(), kind).header(ACCEPT, manifest::ACCEPT)
 }
 
-/// The digest in a response's `Docker-Content-Digest`, if present and well-formed.
-pub(crate) fn content_digest(headers: &reqwest::header::HeaderMap) -> Option<Digest> {
-    header_str(headers, DOCKER_CONTENT_DIGEST).and_then(|v| v.trim().parse().ok())
+fn bad_answer(ctx: &Ctx, reason: String) -> Error {
+    Error::BadAnswer {
+        op: ctx.op,
+        registry: ctx.registry.clone(),
+        repository: ctx.repository.clone(),
+        target: ctx.target.clone(),
+        reason,
+    }
 }
 
 fn not_found(ctx: &Ctx, what: String) -> Error {
@@ -77,17 +79,17 @@ fn mismatch(ctx: &Ctx, expected: &Digest, actual: &Digest, size: u64) -> Error {
 
 /// GET a manifest: capped at [`manifest::MAX_MANIFEST_BYTES`], digest verified against the
 /// requested digest and against `Docker-Content-Digest` when the registry sends one.
-pub(super) async fn get(store: &RegistryStore, target: &Target) -> Result<RawManifest> {
-    let ctx = store.ctx(Op::GetManifest, target.to_string());
-    let req = manifest_req(store, Method::GET, target, Kind::ManifestGet);
+pub async fn get(repo: &Repo, target: &Target) -> Result<RawManifest> {
+    let ctx = repo.ctx(Op::GetManifest, target.to_string());
+    let req = manifest_req(repo, Method::GET, target, Kind::ManifestGet);
     let too_large = || Error::ManifestTooLarge {
         location: ctx.location(),
         target: target.to_string(),
         limit: manifest::MAX_MANIFEST_BYTES,
     };
     let limit = manifest::MAX_MANIFEST_BYTES;
-    let f = store
-        .inner()
+    let f = repo
+        .transport()
         .fetch(&ctx, &req, &[200, 404], limit, &too_large)
         .await?;
     if f.status == 404 {
@@ -109,10 +111,10 @@ pub(super) async fn get(store: &RegistryStore, target: &Target) -> Result<RawMan
 }
 
 /// HEAD a manifest; falls back to GET when the answer lacks the digest, type or size.
-pub(super) async fn resolve(store: &RegistryStore, target: &Target) -> Result<Option<Descriptor>> {
-    let ctx = store.ctx(Op::HeadManifest, target.to_string());
-    let req = manifest_req(store, Method::HEAD, target, Kind::ManifestHead);
-    let resp = store.inner().execute(&ctx, &req, &[200, 404]).await?;
+pub async fn resolve(repo: &Repo, target: &Target) -> Result<Option<Descriptor>> {
+    let ctx = repo.ctx(Op::HeadManifest, target.to_string());
+    let req = manifest_req(repo, Method::HEAD, target, Kind::ManifestHead);
+    let resp = repo.transport().execute(&ctx, &req, &[200, 404]).await?;
     if resp.status() == 404 {
         return Ok(None);
     }
@@ -135,7 +137,7 @@ pub(super) async fn resolve(store: &RegistryStore, target: &Target) -> Result<Op
             platform: None,
         }));
     }
-    match get(store, target).await {
+    match get(repo, target).await {
         Ok(m) => Ok(Some(m.descriptor())),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
@@ -145,15 +147,14 @@ pub(super) async fn resolve(store: &RegistryStore, target: &Target) -> Result<Op
 /// Stores the manifest and points `tags` at it. No tag: one PUT by digest. One tag: one PUT by
 /// tag (which stores it by digest too). Several: `?tag=` where it works, one PUT per tag where
 /// it does not (or for any tag the registry did not confirm).
-pub(super) async fn put(store: &RegistryStore, m: &RawManifest, tags: &[String]) -> Result<()> {
+pub async fn put(repo: &Repo, query: &TagQuery, m: &RawManifest, tags: &[String]) -> Result<()> {
     if tags.len() < 2 {
         let target = match tags.first() {
             Some(t) => Target::Tag(t.clone()),
             None => Target::Digest(m.digest.clone()),
         };
-        return put_one(store, m, &target).await.map(drop);
+        return put_one(repo, m, &target).await.map(drop);
     }
-    let query = &store.client.tag_query;
     let mut remaining: Vec<&String> = tags.iter().collect();
     if query.known() != Some(false) {
         let _probe = match query.known() {
@@ -161,13 +162,13 @@ pub(super) async fn put(store: &RegistryStore, m: &RawManifest, tags: &[String])
             None => Some(query.probing.lock().await),
         };
         if query.known() != Some(false) {
-            let applied = put_with_tag_query(store, m, tags).await?;
+            let applied = put_with_tag_query(repo, m, tags).await?;
             let _ = query.answer.set(!applied.is_empty());
             remaining.retain(|t| !applied.contains(t));
         }
     }
     for tag in remaining {
-        put_one(store, m, &Target::Tag(tag.clone())).await?;
+        put_one(repo, m, &Target::Tag(tag.clone())).await?;
     }
     Ok(())
 }
@@ -175,20 +176,16 @@ pub(super) async fn put(store: &RegistryStore, m: &RawManifest, tags: &[String])
 /// `PUT .../manifests/<digest>?tag=a&tag=b`: the tags the registry says it applied (`OCI-Tag`).
 /// A 400 is taken as "the query form is not understood": nothing applied, per-tag PUTs follow
 /// (and report any real problem with the manifest).
-async fn put_with_tag_query(
-    store: &RegistryStore,
-    m: &RawManifest,
-    tags: &[String],
-) -> Result<Vec<String>> {
+async fn put_with_tag_query(repo: &Repo, m: &RawManifest, tags: &[String]) -> Result<Vec<String>> {
     let target = Target::Digest(m.digest.clone());
-    let mut url = store.url(&format!("manifests/{target}"));
+    let mut url = repo.url(&format!("manifests/{target}"));
     for t in tags {
         url.query_pairs_mut().append_pair("tag", t);
     }
-    let headers = match send_put(store, m, &target, url).await {
+    let headers = match send_put(repo, m, &target, url).await {
         Ok(h) => h,
         Err(e) if e.status() == Some(400) => {
-            tracing::debug!(registry = %store.client.host(), error = %e, "manifest PUT with ?tag= refused; one PUT per tag");
+            tracing::debug!(registry = %repo.registry(), error = %e, "manifest PUT with ?tag= refused; one PUT per tag");
             return Ok(Vec::new());
         }
         Err(e) => return Err(e),
@@ -201,33 +198,28 @@ async fn put_with_tag_query(
         .map(|t| t.trim().to_string())
         .filter(|t| tags.contains(t))
         .collect();
-    tracing::debug!(registry = %store.client.host(), ?applied, "manifest PUT with ?tag=");
+    tracing::debug!(registry = %repo.registry(), ?applied, "manifest PUT with ?tag=");
     Ok(applied)
 }
 
-async fn put_one(store: &RegistryStore, m: &RawManifest, target: &Target) -> Result<()> {
-    let url = store.url(&format!("manifests/{target}"));
-    send_put(store, m, target, url).await.map(drop)
+async fn put_one(repo: &Repo, m: &RawManifest, target: &Target) -> Result<()> {
+    let url = repo.url(&format!("manifests/{target}"));
+    send_put(repo, m, target, url).await.map(drop)
 }
 
 /// One manifest PUT to `url`; checks the digest the registry says it stored.
 async fn send_put(
-    store: &RegistryStore,
+    repo: &Repo,
     m: &RawManifest,
     target: &Target,
     url: Url,
 ) -> Result<reqwest::header::HeaderMap> {
-    let ctx = store.ctx(Op::PutManifest, target.to_string());
-    let req = Req::new(
-        Method::PUT,
-        url,
-        vec![push_scope(&store.repository)],
-        Kind::ManifestPut,
-    )
-    .header(CONTENT_TYPE, &m.media_type)
-    .body(m.bytes.clone());
-    let resp = store
-        .inner()
+    let ctx = repo.ctx(Op::PutManifest, target.to_string());
+    let req = Req::new(Method::PUT, url, repo.push(), Kind::ManifestPut)
+        .header(CONTENT_TYPE, &m.media_type)
+        .body(m.bytes.clone());
+    let resp = repo
+        .transport()
         .execute(&ctx, &req, &[200, 201, 202, 204])
         .await?;
     if let Some(stored) = content_digest(resp.headers()) {
@@ -241,25 +233,20 @@ async fn send_put(
 
 /// Every tag of the repository, following `Link` pages. A repository the registry does not know
 /// (404) has no tags.
-pub(super) async fn list_tags(store: &RegistryStore) -> Result<Vec<String>> {
-    let ctx = store.ctx(Op::ListTags, "tags");
-    let mut url = store.url("tags/list");
+pub async fn list_tags(repo: &Repo) -> Result<Vec<String>> {
+    let ctx = repo.ctx(Op::ListTags, "tags");
+    let mut url = repo.url("tags/list");
     let mut tags = Vec::new();
     for _ in 0..MAX_TAG_PAGES {
-        let req = Req::new(
-            Method::GET,
-            url.clone(),
-            vec![pull_scope(&store.repository)],
-            Kind::TagList,
-        );
+        let req = Req::new(Method::GET, url.clone(), repo.pull(), Kind::TagList);
         let too_large = || {
-            Error::Invalid(format!(
-                "{}: a tags list page is larger than {MAX_TAGS_PAGE} bytes",
-                ctx.location()
-            ))
+            bad_answer(
+                &ctx,
+                format!("a tags list page is larger than {MAX_TAGS_PAGE} bytes"),
+            )
         };
-        let f: Fetched = store
-            .inner()
+        let f: Fetched = repo
+            .transport()
             .fetch(&ctx, &req, &[200, 404], MAX_TAGS_PAGE, &too_large)
             .await?;
         if f.status == 404 {
@@ -269,9 +256,8 @@ pub(super) async fn list_tags(store: &RegistryStore) -> Result<Vec<String>> {
         struct Page {
             tags: Option<Vec<String>>,
         }
-        let page: Page = serde_json::from_slice(&f.body).map_err(|e| {
-            Error::Invalid(format!("{}: unreadable tags list: {e}", ctx.location()))
-        })?;
+        let page: Page = serde_json::from_slice(&f.body)
+            .map_err(|e| bad_answer(&ctx, format!("unreadable tags list: {e}")))?;
         tags.extend(page.tags.unwrap_or_default());
         match next_link(&url, &f.headers) {
             Some(next) => url = next,
@@ -281,31 +267,10 @@ pub(super) async fn list_tags(store: &RegistryStore) -> Result<Vec<String>> {
     Ok(tags)
 }
 
-/// The `rel="next"` target of a `Link` header, resolved against the current page.
-pub(crate) fn next_link(base: &Url, headers: &reqwest::header::HeaderMap) -> Option<Url> {
-    for value in headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok()) {
-        for link in value.split(',') {
-            let (target, params) = link.trim().split_once(';').unwrap_or((link, ""));
-            let target = target.trim();
-            let Some(target) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
-                continue;
-            };
-            let is_next = params.split(';').any(|p| {
-                let p = p.trim().replace(' ', "");
-                p == "rel=\"next\"" || p == "rel=next"
-            });
-            if is_next {
-                return base.join(target).ok();
-            }
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
+    use reqwest::header::{HeaderMap, HeaderValue, LINK};
 
     #[test]
     fn link_next_is_followed() {

@@ -1,20 +1,25 @@
-//! Registries as a store: a client per registry host (HTTP, auth, retries) and a store per
-//! repository implementing [`Store`] over the OCI distribution API.
+//! Registries as a store: a client per registry host and a store per repository implementing
+//! [`Store`] over the OCI distribution API.
 //!
-//! - [`RegistryClient`]: one per registry; cheap to clone; holds the connection pool, the token
-//!   cache and the request counters ([`RegistryClient::stats`]).
+//! Layers, imports pointing down only (a test below checks it):
+//!
+//! ```text
+//! mod.rs (RegistryClient, RegistryStore: the facade, delegating)
+//!   manifests.rs   blobs.rs   upload/ (strategies, sessions, feeds, mounts)
+//!     repo.rs (one repository on a transport: URLs, scopes, error context)
+//!       transport/ (HTTP client, auth, the retry engine, statistics, error decoding)
+//! ```
+//!
+//! - [`RegistryClient`]: one per registry; cheap to clone; holds the transport (connection
+//!   pool, token cache, request counters: [`RegistryClient::stats`]) and what uploads learned.
 //! - [`RegistryStore`]: one repository of that registry.
 //!
 //! Requests are retried inside (see [`RetryPolicy`]); errors that come out are final.
 
-mod auth;
 mod blobs;
-mod challenge;
-mod client;
-mod errors;
 mod manifests;
-mod retry;
-mod stats;
+mod repo;
+mod transport;
 mod upload;
 
 use std::path::PathBuf;
@@ -24,23 +29,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::creds::{Anonymous, CredentialSource};
-use crate::error::{Error, Op, Result};
+use crate::error::{Op, Result};
 use crate::manifest::{Descriptor, RawManifest};
-use crate::reference::{DOCKER_HUB, DOCKER_HUB_API};
 use crate::store::{BlobSource, BlobStream, RepoLocation, Store, Target};
 
-pub use challenge::{parse_challenges, Challenge};
-pub use errors::{parse_envelope, redact};
-pub use retry::{parse_retry_after, RetryPolicy};
-pub use stats::ClientStats;
+pub use transport::challenge::{parse_challenges, Challenge};
+pub use transport::errors::{parse_envelope, redact};
+pub use transport::headers::parse_retry_after;
+pub use transport::retry::{is_retryable, RetryPolicy};
+pub use transport::stats::ClientStats;
 pub use upload::{
     UploadProfile, UploadReport, UploadStrategy, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE,
     DEFAULT_MONOLITHIC_MAX,
 };
 
-use client::{Inner, Req};
-use errors::Ctx;
-use stats::Kind;
+use repo::Repo;
+use transport::stats::Kind;
+use transport::{Req, Transport, TransportConfig};
+use upload::Uploads;
 
 /// How to reach a registry.
 #[derive(Clone)]
@@ -110,10 +116,11 @@ impl std::fmt::Debug for RegistryOptions {
     }
 }
 
-/// A client for one registry host. Clones share the connection pool, token cache and stats.
+/// A client for one registry host. Clones share the transport and what uploads learned.
 #[derive(Clone)]
 pub struct RegistryClient {
-    inner: Arc<Inner>,
+    transport: Arc<Transport>,
+    uploads: Arc<Uploads>,
     /// Whether `PUT .../manifests/<digest>?tag=..` works here; learnt once (see manifests.rs).
     tag_query: Arc<manifests::TagQuery>,
 }
@@ -122,65 +129,55 @@ impl RegistryClient {
     /// A client for `host[:port]` as the user wrote it (`docker.io` talks to
     /// `registry-1.docker.io` but looks up credentials for `docker.io`). Sends nothing yet.
     pub fn new(host: &str, opts: RegistryOptions) -> Result<Self> {
-        let api_host = if host == DOCKER_HUB {
-            DOCKER_HUB_API
-        } else {
-            host
+        let api_host = crate::reference::api_host(host);
+        let cfg = TransportConfig {
+            tls_verify: opts.tls_verify,
+            plain_http: opts.plain_http,
+            ca_file: opts.ca_file.clone(),
+            credentials: opts.credentials.clone(),
+            retry: opts.retry.clone(),
+            user_agent: opts.user_agent.clone(),
+            connect_timeout: opts.connect_timeout,
+            read_timeout: opts.read_timeout,
         };
-        let plain = opts
-            .plain_http
-            .unwrap_or_else(|| client::is_loopback(api_host));
-        let scheme = if plain { "http" } else { "https" };
-        let base = url::Url::parse(&format!("{scheme}://{api_host}/"))
-            .ok()
-            .filter(|u| u.host_str().is_some() && u.path() == "/")
-            .ok_or_else(|| Error::Invalid(format!("{host:?} is not a registry host[:port]")))?;
-        let inner = Inner {
-            name: host.to_string(),
-            base,
-            http: client::build_http(&opts)?,
-            auth: auth::Authenticator::new(host, opts.credentials.clone()),
-            retry: opts.retry,
-            stats: Default::default(),
-            upload: upload::UploadSettings {
-                strategy: opts.upload_strategy,
-                chunk_size: opts.chunk_size,
-                max_chunk_size: opts.max_chunk_size,
-                monolithic_max: opts.monolithic_max,
-            },
-            upload_profile: std::sync::Mutex::new(UploadProfile::for_host(api_host)),
+        let settings = upload::UploadSettings {
+            strategy: opts.upload_strategy,
+            chunk_size: opts.chunk_size,
+            max_chunk_size: opts.max_chunk_size,
+            monolithic_max: opts.monolithic_max,
         };
         Ok(RegistryClient {
-            inner: Arc::new(inner),
+            transport: Arc::new(Transport::new(host, api_host, &cfg)?),
+            uploads: Arc::new(Uploads::new(settings, api_host)),
             tag_query: Default::default(),
         })
     }
 
     /// Checks that the registry answers the API (`GET /v2/`), authenticating if it asks to.
     pub async fn ping(&self) -> Result<()> {
-        let ctx = Ctx {
-            registry: self.inner.name.clone(),
+        let ctx = transport::errors::Ctx {
+            registry: self.transport.name().to_string(),
             repository: String::new(),
             op: Op::Ping,
             target: "/v2/".into(),
         };
         let req = Req::new(
             reqwest::Method::GET,
-            self.inner.url(""),
+            self.transport.url(""),
             vec![],
             Kind::Other,
         );
-        self.inner.execute(&ctx, &req, &[200]).await.map(drop)
+        self.transport.execute(&ctx, &req, &[200]).await.map(drop)
     }
 
     /// The registry as named when the client was made (`docker.io`, `localhost:5000`).
     pub fn host(&self) -> &str {
-        &self.inner.name
+        self.transport.name()
     }
 
     /// Where API requests go: `host[:port]` (`registry-1.docker.io` for Docker Hub).
     pub fn api_host(&self) -> String {
-        let b = &self.inner.base;
+        let b = self.transport.base();
         match b.port() {
             Some(p) => format!("{}:{p}", b.host_str().unwrap_or_default()),
             None => b.host_str().unwrap_or_default().to_string(),
@@ -189,7 +186,7 @@ impl RegistryClient {
 
     /// `http` or `https`.
     pub fn scheme(&self) -> &str {
-        self.inner.base.scheme()
+        self.transport.base().scheme()
     }
 
     /// Whether the registry applies `?tag=` on a manifest PUT (several tags in one request):
@@ -200,18 +197,18 @@ impl RegistryClient {
 
     /// What this client (and its clones) has sent so far.
     pub fn stats(&self) -> ClientStats {
-        self.inner.stats.snapshot()
+        self.transport.stats().snapshot()
     }
 
     /// What uploads learned about this registry so far (refused strategies, chunk limits).
     pub fn upload_profile(&self) -> UploadProfile {
-        self.inner.upload_profile.lock().unwrap().clone()
+        self.uploads.profile.lock().unwrap().clone()
     }
 }
 
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RegistryClient({})", self.inner.base)
+        write!(f, "RegistryClient({})", self.transport.base())
     }
 }
 
@@ -219,15 +216,13 @@ impl std::fmt::Debug for RegistryClient {
 #[derive(Clone, Debug)]
 pub struct RegistryStore {
     client: RegistryClient,
-    repository: String,
+    repo: Repo,
 }
 
 impl RegistryStore {
     pub fn new(client: RegistryClient, repository: &str) -> Self {
-        RegistryStore {
-            client,
-            repository: repository.to_string(),
-        }
+        let repo = Repo::new(client.transport.clone(), repository);
+        RegistryStore { client, repo }
     }
 
     pub fn client(&self) -> &RegistryClient {
@@ -235,25 +230,7 @@ impl RegistryStore {
     }
 
     pub fn repository(&self) -> &str {
-        &self.repository
-    }
-
-    fn inner(&self) -> &Inner {
-        &self.client.inner
-    }
-
-    fn ctx(&self, op: Op, target: impl Into<String>) -> Ctx {
-        Ctx {
-            registry: self.client.inner.name.clone(),
-            repository: self.repository.clone(),
-            op,
-            target: target.into(),
-        }
-    }
-
-    /// `/v2/<repository>/<path>`.
-    fn url(&self, path: &str) -> url::Url {
-        self.inner().url(&format!("{}/{path}", self.repository))
+        self.repo.name()
     }
 
     /// Uploads a blob like [`Store::put_blob`], but with `strategy` and `chunk_size` instead of
@@ -266,57 +243,58 @@ impl RegistryStore {
         strategy: UploadStrategy,
         chunk_size: u64,
     ) -> Result<UploadReport> {
+        let uploads = &self.client.uploads;
         let settings = upload::UploadSettings {
             strategy,
             chunk_size,
-            ..self.inner().upload
+            ..uploads.settings
         };
-        upload::upload(self, desc, source, settings).await
+        upload::upload(&self.repo, uploads, desc, source, settings).await
     }
 }
 
 #[async_trait]
 impl Store for RegistryStore {
     fn location(&self) -> String {
-        format!("{}/{}", self.client.host(), self.repository)
+        format!("{}/{}", self.client.host(), self.repo.name())
     }
 
     fn repo_location(&self) -> Option<RepoLocation> {
         Some(RepoLocation {
             registry: self.client.api_host(),
-            repository: self.repository.clone(),
+            repository: self.repo.name().to_string(),
         })
     }
 
     async fn resolve(&self, target: &Target) -> Result<Option<Descriptor>> {
-        manifests::resolve(self, target).await
+        manifests::resolve(&self.repo, target).await
     }
 
     async fn get_manifest(&self, target: &Target) -> Result<RawManifest> {
-        manifests::get(self, target).await
+        manifests::get(&self.repo, target).await
     }
 
     async fn put_manifest(&self, manifest: &RawManifest, tags: &[String]) -> Result<()> {
-        manifests::put(self, manifest, tags).await
+        manifests::put(&self.repo, &self.client.tag_query, manifest, tags).await
     }
 
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
-        blobs::has(self, desc).await
+        blobs::has(&self.repo, desc).await
     }
 
     async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
-        blobs::open(self, desc, offset).await
+        blobs::open(&self.repo, desc, offset).await
     }
 
     async fn put_blob(&self, desc: &Descriptor, source: &dyn BlobSource) -> Result<u64> {
-        upload::put(self, desc, source).await
+        upload::put(&self.repo, &self.client.uploads, desc, source).await
     }
 
     async fn mount_blob(&self, desc: &Descriptor, from_repository: &str) -> Result<bool> {
-        upload::mount(self, desc, from_repository).await
+        upload::mount(&self.repo, desc, from_repository).await
     }
 
     async fn list_tags(&self) -> Result<Vec<String>> {
-        manifests::list_tags(self).await
+        manifests::list_tags(&self.repo).await
     }
 }

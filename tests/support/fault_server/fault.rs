@@ -15,6 +15,9 @@ pub enum Action {
     /// Read this many bytes of the request body (keeping them, e.g. in an upload session),
     /// then drop the connection without answering.
     DropRequestAfter(u64),
+    /// Read this many bytes of the request body and throw them away (the registry never sees
+    /// them, as behind a proxy that drops the request), then drop the connection.
+    DropRequestUnseen(u64),
     /// Answer `status` with an OCI error body carrying `code` (e.g. 400 `NAME_INVALID`).
     Error { status: u16, code: String },
     /// Answer `status` with `Retry-After`: `secs` as delta seconds, or (`http_date`) as the
@@ -100,6 +103,10 @@ impl Fault {
     }
 
     /// Repeat on this many consecutive requests (`u64::MAX`: forever).
+    pub fn drop_request_unseen(kind: Kind, nth: u64, bytes: u64) -> Fault {
+        Fault::new(kind, nth, Action::DropRequestUnseen(bytes))
+    }
+
     pub fn times(mut self, times: u64) -> Fault {
         self.times = times;
         self

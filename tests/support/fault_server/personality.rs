@@ -48,6 +48,10 @@ pub struct Quirks {
     pub redirect_query: Option<String>,
     /// The realm of the Basic challenge (default `fault`).
     pub basic_realm: Option<String>,
+    /// A proxy in front: the first body request (`PATCH` or `PUT`) of every upload session is
+    /// dropped after this many bytes, which the registry never sees (the session stays as it
+    /// was).
+    pub drop_first_body_after: Option<u64>,
 }
 
 /// Registries users hit, as presets of [`Quirks`] (and faults, for [`Personality::Flaky`]).

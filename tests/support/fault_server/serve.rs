@@ -191,6 +191,8 @@ pub(super) struct Ctx {
     pub received: u64,
     /// Drop the connection once this many request body bytes have been read.
     pub drop_request_after: Option<u64>,
+    /// The bytes read before that drop are thrown away, not handed to the handler.
+    pub discard_dropped: bool,
 }
 
 impl Ctx {
@@ -219,7 +221,9 @@ impl Ctx {
                     .upload_bytes
                     .fetch_add(take as u64, Ordering::SeqCst);
             }
-            into(&data[..take]);
+            if !self.discard_dropped {
+                into(&data[..take]);
+            }
             if self.drop_request_after == Some(self.received) {
                 return Err("injected fault: request body cut".into());
             }
@@ -260,6 +264,7 @@ async fn handle(
         kind,
         received: 0,
         drop_request_after: None,
+        discard_dropped: false,
     };
     let resp = pipeline(&mut ctx, req, route, redirected).await;
     entry.status = resp.as_ref().map_or(0, |r| r.status().as_u16());
@@ -310,6 +315,11 @@ async fn pipeline(
         Some(Action::DropBodyAfter(n)) => Some(n),
         Some(Action::DropRequestAfter(n)) => {
             ctx.drop_request_after = Some(n);
+            None
+        }
+        Some(Action::DropRequestUnseen(n)) => {
+            ctx.drop_request_after = Some(n);
+            ctx.discard_dropped = true;
             None
         }
         None => None,

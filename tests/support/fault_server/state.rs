@@ -70,6 +70,8 @@ pub(super) struct Upload {
     pub state: u64,
     /// Where the first PATCH ended (for a stale `Range` quirk).
     pub first_patch_end: Option<u64>,
+    /// A body request reached this session (for the proxy-drop quirk).
+    pub body_seen: bool,
 }
 
 impl Upload {
@@ -234,6 +236,7 @@ impl Data {
             hasher: DigestHasher::new(),
             state: 0,
             first_patch_end: None,
+            body_seen: false,
         }));
         self.uploads.insert(id, up.clone());
         up

@@ -221,13 +221,22 @@ async fn append(
         Some(Ok((start, end))) => Some(end - start + 1),
         None => None,
     };
-    if let Some(len) = req
+    let length = req
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
-    {
-        up.data.reserve(len.parse().unwrap_or(0));
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(cut) = ctx.shared.cfg.quirks.drop_first_body_after {
+        if !up.body_seen && length.is_some_and(|n| n > cut) {
+            up.body_seen = true;
+            ctx.drop_request_after = Some(cut);
+            ctx.discard_dropped = true;
+        }
     }
+    if length.is_some_and(|n| n > 0) {
+        up.body_seen = true;
+    }
+    up.data.reserve(length.unwrap_or(0) as usize);
     ctx.read_body(req.into_body(), |d| up.append(d)).await?;
     let got = (up.data.len() - before) as u64;
     if expect.is_some_and(|n| n != got) {

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-use super::super::client::Inner;
+use super::super::transport::Transport;
 use crate::digest::DigestHasher;
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
@@ -202,20 +202,20 @@ impl Slot {
     }
 
     /// A request body of the next `len` bytes of the feed.
-    pub fn piece(&self, len: u64, client: Arc<Inner>) -> Piece {
+    pub fn piece(&self, len: u64, transport: Arc<Transport>) -> Piece {
         Piece {
             slot: self.clone(),
             left: len,
-            client,
+            transport,
         }
     }
 }
 
 /// One request body: the next `left` bytes of the feed in the slot.
-pub(super) struct Piece {
+pub struct Piece {
     slot: Slot,
     left: u64,
-    client: Arc<Inner>,
+    transport: Arc<Transport>,
 }
 
 impl Stream for Piece {
@@ -232,7 +232,7 @@ impl Stream for Piece {
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Ready(Some(Ok(b))) => {
                 this.left -= b.len() as u64;
-                this.client.stats.add_uploaded(b.len() as u64);
+                this.transport.stats().add_uploaded(b.len() as u64);
                 this.slot.sent.fetch_add(b.len() as u64, Ordering::Relaxed);
                 Poll::Ready(Some(Ok(b)))
             }

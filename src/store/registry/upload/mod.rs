@@ -49,14 +49,20 @@
 //! the small-blob buffer), whatever the chunk size; one request per blob is in flight. Bytes are
 //! hashed as they leave; the last one is held back until the digest matches, so a wrong source
 //! never completes a request and a failed upload cancels its session (`DELETE`, also when the
-//! upload future is dropped). A chunked or streamed upload that fails (connection drop, 5xx, 429,
-//! 416) asks the registry where it stands (`GET` → `Range`) and continues from there, re-reading
-//! the source from the last acknowledged chunk and re-hashing up to the registry's offset; a
-//! session that is gone (404, as distribution answers after a partial write) starts over.
-//! Monolithic uploads cannot resume and start over. Retries follow the client's [`RetryPolicy`]
-//! per request (per chunk for chunked uploads); every one is logged.
+//! upload future is dropped).
 //!
-//! [`RetryPolicy`]: super::RetryPolicy
+//! Failures go to the one retry engine ([`super::transport::retry`]) with one budget per blob
+//! (attempts and time counted from the last acknowledged progress), which decides:
+//! - a chunked or streamed piece that failed (connection drop, 5xx, 429, 416) **resumes**: ask
+//!   the registry where the session stands (`GET` → `Range`), re-read the source from the last
+//!   acknowledged chunk and re-hash up to the registry's offset;
+//! - a session that is gone (404, as distribution answers after a partial write) **restarts**
+//!   in a new session;
+//! - a **monolithic** body that dropped (or got a 5xx) is not sent whole again: the session's
+//!   state is asked for, and the blob goes on as a resumable (chunked, else streamed) upload on
+//!   the same session from where the registry stands, or in a new one if it is gone. A proxy
+//!   that drops large bodies thus costs one failed request, not the whole upload;
+//! - a refusal (400, 405, 413, ...) **falls back** to the next strategy and is remembered.
 
 mod feed;
 mod monolithic;
@@ -75,9 +81,10 @@ pub use plan::{
     DEFAULT_MONOLITHIC_MAX,
 };
 
-use super::errors::Ctx;
-use super::stats::UploadEvent;
-use super::RegistryStore;
+use super::repo::Repo;
+use super::transport::errors::Ctx;
+use super::transport::retry::{Budget, Subject};
+use super::transport::stats::UploadEvent;
 use crate::error::{Error, Op, Result};
 use crate::manifest::Descriptor;
 use crate::store::BlobSource;
@@ -105,9 +112,26 @@ pub struct UploadReport {
     pub retries: u32,
 }
 
+/// What a client's uploads share: the settings, and what uploads learned of the registry.
+#[derive(Debug)]
+pub struct Uploads {
+    pub settings: UploadSettings,
+    pub profile: std::sync::Mutex<UploadProfile>,
+}
+
+impl Uploads {
+    pub fn new(settings: UploadSettings, api_host: &str) -> Self {
+        Uploads {
+            settings,
+            profile: std::sync::Mutex::new(UploadProfile::for_host(api_host)),
+        }
+    }
+}
+
 /// One blob upload: what, where from, how, and what happened so far.
 pub(super) struct Upload<'a> {
-    pub store: &'a RegistryStore,
+    pub repo: &'a Repo,
+    pub uploads: &'a Uploads,
     pub ctx: Ctx,
     pub desc: &'a Descriptor,
     pub source: &'a dyn BlobSource,
@@ -115,6 +139,8 @@ pub(super) struct Upload<'a> {
     pub report: UploadReport,
     /// Body bytes sent, shared with the request bodies.
     pub sent: Arc<AtomicU64>,
+    /// The one retry budget of this blob, across strategies, resumes and restarts.
+    pub budget: Budget,
 }
 
 /// Why a strategy ended without storing the blob.
@@ -123,26 +149,29 @@ pub(super) enum Stop {
     Refused(Error),
     /// Final: nothing else will do better.
     Failed(Error),
+    /// A monolithic body request failed in a way resuming mends: go on with a resumable
+    /// strategy, on this session when the registry still has it.
+    Dropped(Option<Box<session::Session>>),
 }
 
 impl Upload<'_> {
     /// Reads the client's upload profile.
     pub fn profile(&self) -> UploadProfile {
-        self.store.inner().upload_profile.lock().unwrap().clone()
+        self.uploads.profile.lock().unwrap().clone()
     }
 
     /// Updates the client's upload profile.
     pub fn learn<T>(&self, f: impl FnOnce(&mut UploadProfile) -> T) -> T {
-        f(&mut self.store.inner().upload_profile.lock().unwrap())
+        f(&mut self.uploads.profile.lock().unwrap())
     }
 
     pub fn event(&self, e: UploadEvent) {
-        self.store.inner().stats.upload(e);
+        self.repo.transport().stats().upload(e);
     }
 
     /// An upload that resumes at `offset`.
     pub fn resumed(&mut self, offset: u64) {
-        self.store.inner().stats.add_resume(offset);
+        self.repo.transport().stats().add_resume(offset);
         self.report.resume_offsets.push(offset);
     }
 
@@ -151,19 +180,26 @@ impl Upload<'_> {
         self.report.restarts += 1;
     }
 
-    pub fn subject(&self) -> super::retry::Subject<'_> {
-        self.store.inner().subject(&self.ctx)
+    pub fn subject(&self) -> Subject<'_> {
+        self.repo.transport().subject(&self.ctx)
+    }
+
+    /// Waits `delay` before the next attempt, logged and counted.
+    pub async fn wait(&mut self, delay: std::time::Duration, reason: &Error) {
+        self.report.retries += 1;
+        let n = self.budget.attempts();
+        self.subject().wait(n, delay, reason).await;
     }
 }
 
 /// `put_blob`: the client's settings; returns the blob's size.
 pub(super) async fn put(
-    store: &RegistryStore,
+    repo: &Repo,
+    uploads: &Uploads,
     desc: &Descriptor,
     source: &dyn BlobSource,
 ) -> Result<u64> {
-    let settings = store.inner().upload;
-    upload(store, desc, source, settings)
+    upload(repo, uploads, desc, source, uploads.settings)
         .await
         .map(|_| desc.size)
 }
@@ -171,19 +207,22 @@ pub(super) async fn put(
 /// Uploads `desc` from `source` with `settings`, falling back through the strategies the
 /// registry accepts (a forced strategy has no fallback).
 pub(super) async fn upload(
-    store: &RegistryStore,
+    repo: &Repo,
+    uploads: &Uploads,
     desc: &Descriptor,
     source: &dyn BlobSource,
     settings: UploadSettings,
 ) -> Result<UploadReport> {
     let mut up = Upload {
-        store,
-        ctx: store.ctx(Op::UploadBlob, desc.digest.to_string()),
+        repo,
+        uploads,
+        ctx: repo.ctx(Op::UploadBlob, desc.digest.to_string()),
         desc,
         source,
         settings,
         report: UploadReport::default(),
         sent: Arc::default(),
+        budget: Budget::new(repo.transport().policy()),
     };
     let mut plan = up.profile().plan(desc.size, &settings);
     if plan.is_empty() {
@@ -195,29 +234,61 @@ pub(super) async fn upload(
         ];
     }
     let mut refusal = None;
-    for strategy in plan {
+    let mut carried: Option<Option<Box<session::Session>>> = None;
+    let mut i = 0;
+    while i < plan.len() {
+        let strategy = plan[i];
         if let Some(e) = &refusal {
             up.event(UploadEvent::Fallback);
             up.report.fallbacks += 1;
             tracing::warn!(registry = %up.ctx.registry, op = %up.ctx.op, digest = %desc.digest,
                 strategy = %strategy, reason = %e, "upload strategy refused; trying the next");
+            refusal = None;
         }
-        let outcome = attempt(&mut up, strategy).await;
+        let outcome = match (strategy, carried.take()) {
+            (UploadStrategy::Chunked, carry) => resumable::upload(&mut up, true, carry).await,
+            (UploadStrategy::Streamed, carry) => resumable::upload(&mut up, false, carry).await,
+            (_, carry) => {
+                // A forced monolithic upload has nothing to resume with: it starts over.
+                if let Some(Some(s)) = carry {
+                    s.cancel().await;
+                }
+                monolithic::upload(&mut up).await
+            }
+        };
         match outcome {
             Ok(()) => return Ok(finish(up, strategy)),
             Err(Stop::Failed(e)) => return Err(e),
             Err(Stop::Refused(e)) => refusal = Some(e),
+            Err(Stop::Dropped(session)) => {
+                let next = plan[i + 1..]
+                    .iter()
+                    .position(|s| *s != UploadStrategy::Monolithic);
+                match next {
+                    Some(k) => {
+                        tracing::warn!(registry = %up.ctx.registry, digest = %desc.digest,
+                            to = %plan[i + 1 + k], "the monolithic upload broke off; going on resumably");
+                        carried = Some(session);
+                        i += k;
+                    }
+                    None => {
+                        // Forced monolithic: the same strategy again, in a new session.
+                        if let Some(s) = session {
+                            s.cancel().await;
+                        }
+                        up.restarted();
+                        continue;
+                    }
+                }
+            }
         }
+        i += 1;
     }
-    Err(refusal.expect("a plan has at least one strategy"))
-}
-
-async fn attempt(up: &mut Upload<'_>, strategy: UploadStrategy) -> std::result::Result<(), Stop> {
-    match strategy {
-        UploadStrategy::Chunked => resumable::upload(up, true).await,
-        UploadStrategy::Streamed => resumable::upload(up, false).await,
-        UploadStrategy::Monolithic | UploadStrategy::Auto => monolithic::upload(up).await,
-    }
+    Err(refusal.unwrap_or_else(|| Error::Upload {
+        location: up.ctx.location(),
+        digest: desc.digest.clone(),
+        reason: "no upload strategy is left that the registry takes".into(),
+    }))
 }
 
 fn finish(mut up: Upload<'_>, strategy: UploadStrategy) -> UploadReport {

@@ -5,16 +5,18 @@
 //! `PATCH`. Only our own count moves the offset forward (ECR's `Range` after a `PATCH` can be
 //! stale). After a failure the registry is asked where the upload stands, and the source is
 //! re-read from the last acknowledged offset, re-hashing (not sending) up to the registry's;
-//! refusals of a chunk's size change the chunk size; a lost session starts over.
+//! refusals of a chunk's size change the chunk size; a lost session starts over. A monolithic
+//! upload that broke off hands its session over, and the upload goes on from where it stands.
+//! What each failure means is the retry engine's decision ([`Budget::decide`]).
 
 use std::sync::Arc;
 
-use super::super::client::{header_str, Inner};
-use super::super::retry::{Budget, Failure};
-use super::super::stats::UploadEvent;
+use super::super::transport::headers::{header_str, parse_range};
+use super::super::transport::retry::{Attempt, Decision, Failure};
+use super::super::transport::stats::UploadEvent;
+use super::super::transport::Transport;
 use super::feed::{Feed, Slot};
-use super::monolithic::is_refusal;
-use super::session::{parse_range, Send, Session};
+use super::session::{Send, Session};
 use super::{Stop, Upload};
 use crate::digest::DigestHasher;
 use crate::error::Error;
@@ -24,7 +26,7 @@ type Step = std::result::Result<(), Stop>;
 /// A resumable upload in progress.
 struct Run<'u, 'a> {
     up: &'u mut Upload<'a>,
-    client: Arc<Inner>,
+    transport: Arc<Transport>,
     session: Session,
     chunked: bool,
     chunk: u64,
@@ -36,22 +38,45 @@ struct Run<'u, 'a> {
     feed: Option<Feed>,
 }
 
-/// Uploads in chunks (`chunked`) or as one stream, resuming after failures.
-pub(super) async fn upload(up: &mut Upload<'_>, chunked: bool) -> Step {
-    let client = up.store.client.inner.clone();
+/// Uploads in chunks (`chunked`) or as one stream, resuming after failures. `carried` is what
+/// a monolithic attempt that broke off left: its session (or `None` when it is gone).
+pub(super) async fn upload(
+    up: &mut Upload<'_>,
+    chunked: bool,
+    carried: Option<Option<Box<Session>>>,
+) -> Step {
+    let transport = up.repo.shared_transport();
     // The session first: its answer may announce the registry's minimum chunk length.
-    let session = open(up).await?;
+    let (session, resume_at) = match carried {
+        Some(Some(mut s)) => match s.status().await {
+            Ok(Some(at)) if at <= up.desc.size => (*s, Some(at)),
+            Ok(_) => {
+                s.close();
+                up.restarted();
+                (open(up).await?, None)
+            }
+            Err(e) => {
+                s.cancel().await;
+                return Err(Stop::Failed(e));
+            }
+        },
+        Some(None) => {
+            up.restarted();
+            (open(up).await?, None)
+        }
+        None => (open(up).await?, None),
+    };
     let chunk = match chunked.then(|| chunk_size(up)) {
         None => u64::MAX,
         Some(Ok(c)) => c,
-        Some(Err(stop)) => {
+        Some(Err(e)) => {
             session.cancel().await;
-            return Err(stop);
+            return Err(Stop::Refused(e));
         }
     };
     let mut run = Run {
         up,
-        client,
+        transport,
         session,
         chunked,
         chunk,
@@ -59,7 +84,10 @@ pub(super) async fn upload(up: &mut Upload<'_>, chunked: bool) -> Step {
         snapshot: DigestHasher::new(),
         feed: None,
     };
-    let mut result = run.reposition(0, None).await;
+    let mut result = match resume_at {
+        Some(at) => run.resume(Some(at), None).await,
+        None => run.reposition(0, None).await,
+    };
     if result.is_ok() {
         result = run.drive().await;
     }
@@ -71,7 +99,7 @@ pub(super) async fn upload(up: &mut Upload<'_>, chunked: bool) -> Step {
 
 /// `POST` a session and learn the registry's minimum chunk length.
 async fn open(up: &Upload<'_>) -> std::result::Result<Session, Stop> {
-    let (session, min) = Session::start(up.store, &up.ctx)
+    let (session, min) = Session::start(up.repo, &up.ctx)
         .await
         .map_err(Stop::Failed)?;
     if let Some(m) = min {
@@ -80,20 +108,23 @@ async fn open(up: &Upload<'_>) -> std::result::Result<Session, Stop> {
     Ok(session)
 }
 
-fn chunk_size(up: &Upload<'_>) -> std::result::Result<u64, Stop> {
+fn chunk_size(up: &Upload<'_>) -> std::result::Result<u64, Error> {
     let profile = up.profile();
     profile.chunk_size(&up.settings).ok_or_else(|| {
-        Stop::Refused(Error::Invalid(format!(
-            "{}: no chunk size fits between the registry's minimum ({:?} bytes) and the largest allowed ({:?} bytes)",
-            up.ctx.registry, profile.min_chunk, profile.max_chunk.unwrap_or(up.settings.max_chunk_size)
-        )))
+        Error::Upload {
+            location: up.ctx.location(),
+            digest: up.desc.digest.clone(),
+            reason: format!(
+                "no chunk size fits between the registry's minimum ({:?} bytes) and the largest allowed ({} bytes)",
+                profile.min_chunk,
+                profile.max_chunk.unwrap_or(up.settings.max_chunk_size)
+            ),
+        }
     })
 }
 
 impl<'a> Run<'_, 'a> {
     async fn drive(&mut self) -> Step {
-        let policy = self.client.retry.clone();
-        let mut budget = Budget::new(&policy);
         loop {
             let (how, len) = self.next_piece();
             let closing = matches!(how, Send::Put { .. });
@@ -101,9 +132,9 @@ impl<'a> Run<'_, 'a> {
             if closing && len == 0 {
                 feed.verify_complete().map_err(Stop::Failed)?;
             }
-            budget.start_attempt();
+            self.up.budget.start_attempt();
             let slot = Slot::new(feed, self.up.sent.clone());
-            let piece = slot.piece(len, self.client.clone());
+            let piece = slot.piece(len, self.transport.clone());
             let result = self.session.send(how, piece, len).await;
             if let Some(e) = slot.failure() {
                 return Err(Stop::Failed(e));
@@ -114,11 +145,11 @@ impl<'a> Run<'_, 'a> {
                 Ok(resp) => {
                     let feed = feed.ok_or_else(|| Stop::Failed(self.lost_feed()))?;
                     self.acknowledged(feed, len, header_str(resp.headers(), "range"));
-                    budget = Budget::new(&policy);
+                    self.up.budget.progress();
                 }
                 Err(f) => {
-                    if self.recover(f, &mut budget, len, closing, feed).await? {
-                        budget = Budget::new(&policy);
+                    if self.recover(f, len, closing, feed).await? {
+                        self.up.budget.progress();
                     }
                 }
             }
@@ -166,62 +197,46 @@ impl<'a> Run<'_, 'a> {
         }
     }
 
-    /// After a failed request: decide, wait if it is a retry, and put the upload back on its
-    /// feet. `Ok(true)` when the chunk size changed (a fresh retry budget), `Ok(false)` for a
+    /// After a failed request: the engine decides; this waits and puts the upload back on its
+    /// feet. `Ok(true)` when the chunk size changed (a fresh budget), `Ok(false)` for a
     /// retry, `Err` when this strategy is over.
     async fn recover(
         &mut self,
         f: Failure,
-        budget: &mut Budget<'_>,
         len: u64,
         closing: bool,
         feed: Option<Feed>,
     ) -> std::result::Result<bool, Stop> {
-        let e = f.error;
-        if f.fatal {
-            return Err(Stop::Failed(e));
-        }
-        match e.status() {
-            Some(413) => return self.too_large(e, len, closing, feed).await.map(|()| true),
-            Some(416) => {
-                let at = self.status().await?;
-                if at == Some(self.confirmed) {
-                    return self.too_large(e, len, closing, feed).await.map(|()| true);
-                }
-                self.wait(budget, e, None).await?;
-                return self.resume(at, feed).await.map(|()| false);
+        let status = f.status();
+        match self.up.budget.decide(Attempt::Piece, &f) {
+            Decision::GiveUp => Err(Stop::Failed(self.up.budget.give_up(f))),
+            Decision::Refused if status == Some(413) => {
+                self.too_large(f.error, len, closing, feed).await?;
+                Ok(true)
             }
-            Some(s) if is_refusal(s) => return self.refused(e, len, closing, feed).await,
-            Some(404) => {
-                self.wait(budget, e, None).await?;
+            Decision::Refused => self.refused(f.error, len, closing, feed).await,
+            Decision::Restart(delay) => {
+                self.up.wait(delay, &f.error).await;
                 self.session.close();
-                return self.restart().await.map(|()| false);
+                self.restart().await.map(|()| false)
             }
-            _ => {}
+            Decision::Resume(delay) | Decision::Retry(delay) => {
+                if status == Some(416) {
+                    // Out of range: either the registry holds other bytes than we think (resume
+                    // there), or it refuses the chunk's size at the right offset.
+                    let at = self.status().await?;
+                    if at == Some(self.confirmed) {
+                        self.too_large(f.error, len, closing, feed).await?;
+                        return Ok(true);
+                    }
+                    self.up.wait(delay, &f.error).await;
+                    return self.resume(at, feed).await.map(|()| false);
+                }
+                self.up.wait(delay, &f.error).await;
+                let at = self.status().await?;
+                self.resume(at, feed).await.map(|()| false)
+            }
         }
-        if !(e.is_retryable() || e.status() == Some(401)) {
-            return Err(Stop::Failed(e.with_attempts(budget.attempts())));
-        }
-        self.wait(budget, e, f.retry_after).await?;
-        let at = self.status().await?;
-        self.resume(at, feed).await.map(|()| false)
-    }
-
-    /// Waits before the next attempt, or ends the upload when the budget is spent.
-    async fn wait(
-        &mut self,
-        budget: &Budget<'_>,
-        e: Error,
-        retry_after: Option<std::time::Duration>,
-    ) -> Step {
-        let n = budget.attempts();
-        let Some(delay) = budget.next_delay(retry_after) else {
-            return Err(Stop::Failed(e.with_attempts(n)));
-        };
-        self.up.subject().note_retry(n, delay, &e);
-        self.up.report.retries += 1;
-        tokio::time::sleep(delay).await;
-        Ok(())
     }
 
     /// A piece of `len` bytes was refused for its size (413, or 416 at the right offset). A

@@ -1,9 +1,17 @@
 //! Authentication: learns the scheme from a 401 challenge, sends Basic credentials or fetches
 //! bearer tokens (anonymous or with credentials) and caches them per scope set until they expire.
 //!
+//! Credentials are per repository: a request's first scope names the repository it is for, and
+//! the credential source's most specific key (`host/namespace` before `host`) decides which
+//! credential goes with it, for Basic and for the token request alike. Tokens are cached per
+//! credential and scope set.
+//!
+//! A token fetch is one attempt; a failure goes back to the request's retry engine.
+//!
 //! Secrets (passwords, tokens) are only ever placed in `Authorization` headers marked sensitive;
 //! no error or log line contains them.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +21,8 @@ use url::Url;
 
 use super::challenge::{covers, merge, parse_challenges, Challenge};
 use super::errors::{describe, redact, Ctx};
-use super::retry::{self, Failure, RetryPolicy, Subject};
+use super::headers::retry_after;
+use super::retry::Failure;
 use super::stats::Counters;
 use crate::creds::{Credential, CredentialSource};
 use crate::error::{Error, Op, Result};
@@ -29,6 +38,8 @@ enum Scheme {
 }
 
 struct Token {
+    /// Whose credential fetched it (`None`: anonymous).
+    who: Option<String>,
     scopes: Vec<String>,
     value: String,
     /// Refreshed once this is reached (a little before the real expiry).
@@ -38,19 +49,29 @@ struct Token {
 #[derive(Default)]
 struct State {
     scheme: Option<Scheme>,
-    /// Looked up once: `None` = not yet, `Some(None)` = anonymous.
-    credential: Option<Option<Credential>>,
+    /// Looked up once per repository (`""`: the registry itself); `None` = anonymous.
+    credentials: HashMap<String, Option<Credential>>,
     tokens: Vec<Token>,
 }
 
 /// What a 401 taught us: whether another attempt can succeed, and with which scopes.
-pub(crate) enum Retry {
+pub enum Retry {
     With(Vec<String>),
     No,
 }
 
-/// Per-registry authentication state, shared by every request of a client.
-pub(crate) struct Authenticator {
+/// The repository a scope list is for: the first `repository:NAME:ACTIONS` scope's name.
+fn scope_repository(scopes: &[String]) -> &str {
+    scopes
+        .first()
+        .and_then(|s| s.strip_prefix("repository:"))
+        .and_then(|s| s.rsplit_once(':'))
+        .map(|(name, _)| name)
+        .unwrap_or("")
+}
+
+/// Per-registry authentication state, shared by every request of a transport.
+pub struct Authenticator {
     /// The registry name as the user wrote it: the key for credential lookup.
     registry: String,
     credentials: Arc<dyn CredentialSource>,
@@ -69,27 +90,32 @@ impl Authenticator {
         }
     }
 
-    fn credential(&self) -> Result<Option<Credential>> {
-        if let Some(c) = &self.state.lock().unwrap().credential {
+    /// The credential for requests needing `scopes`: the most specific one of their repository.
+    fn credential(&self, scopes: &[String]) -> Result<Option<Credential>> {
+        let repo = scope_repository(scopes);
+        if let Some(c) = self.state.lock().unwrap().credentials.get(repo) {
             return Ok(c.clone());
         }
-        let found = self.credentials.lookup(&self.registry)?;
-        self.state.lock().unwrap().credential = Some(found.clone());
+        let found = if repo.is_empty() {
+            self.credentials.lookup(&self.registry)?
+        } else {
+            self.credentials.lookup_repo(&self.registry, repo)?
+        };
+        self.state
+            .lock()
+            .unwrap()
+            .credentials
+            .insert(repo.to_string(), found.clone());
         Ok(found)
     }
 
-    /// The username in use, for messages (never the secret).
-    pub fn who(&self) -> String {
-        match self.credential() {
+    /// The username in use for `scopes`, for messages (never the secret).
+    pub fn who(&self, scopes: &[String]) -> String {
+        match self.credential(scopes) {
             Ok(Some(c)) if c.is_identity_token() => "the identity token".to_string(),
             Ok(Some(c)) => format!("user {:?}", c.username),
             _ => "anonymous".to_string(),
         }
-    }
-
-    /// Whether credentials are configured for this registry.
-    pub fn has_credential(&self) -> bool {
-        matches!(self.credential(), Ok(Some(_)))
     }
 
     /// Whether the registry asked for Basic authentication.
@@ -102,20 +128,21 @@ impl Authenticator {
     pub async fn header(
         &self,
         http: &reqwest::Client,
-        retry: &RetryPolicy,
         stats: &Counters,
         scopes: &[String],
-    ) -> Result<Option<HeaderValue>> {
+    ) -> std::result::Result<Option<HeaderValue>, Failure> {
         let scheme = self.state.lock().unwrap().scheme.clone();
+        let cred = self.credential(scopes).map_err(Failure::settled)?;
         match scheme {
             None => Ok(None),
-            Some(Scheme::Basic) => Ok(self.credential()?.map(|c| basic(&c))),
+            Some(Scheme::Basic) => Ok(cred.map(|c| basic(&c))),
             Some(Scheme::Bearer { realm, service }) => {
-                if let Some(t) = self.cached(scopes) {
+                let who = cred.as_ref().map(|c| c.username.clone());
+                if let Some(t) = self.cached(&who, scopes) {
                     return Ok(Some(bearer(&t)));
                 }
                 let _one = self.fetching.lock().await;
-                if let Some(t) = self.cached(scopes) {
+                if let Some(t) = self.cached(&who, scopes) {
                     return Ok(Some(bearer(&t)));
                 }
                 let fetch = Fetch {
@@ -124,8 +151,8 @@ impl Authenticator {
                     service: service.as_deref(),
                     scopes,
                 };
-                let token = self.fetch(fetch, retry).await?;
                 stats.add_token_fetch();
+                let token = self.fetch(&fetch, cred.as_ref()).await?;
                 let value = token.value.clone();
                 self.state.lock().unwrap().tokens.push(token);
                 Ok(Some(bearer(&value)))
@@ -133,13 +160,13 @@ impl Authenticator {
         }
     }
 
-    fn cached(&self, scopes: &[String]) -> Option<String> {
+    fn cached(&self, who: &Option<String>, scopes: &[String]) -> Option<String> {
         let mut st = self.state.lock().unwrap();
         let now = Instant::now();
         st.tokens.retain(|t| t.refresh_at > now);
         st.tokens
             .iter()
-            .find(|t| scopes.iter().all(|s| covers(&t.scopes, s)))
+            .find(|t| &t.who == who && scopes.iter().all(|s| covers(&t.scopes, s)))
             .map(|t| t.value.clone())
     }
 
@@ -176,26 +203,16 @@ impl Authenticator {
         }
         if pick("basic").is_some() {
             self.state.lock().unwrap().scheme = Some(Scheme::Basic);
-            if !sent && self.has_credential() {
+            if !sent && matches!(self.credential(scopes), Ok(Some(_))) {
                 return Retry::With(scopes.to_vec());
             }
         }
         Retry::No
     }
 
-    async fn fetch(&self, f: Fetch<'_>, policy: &RetryPolicy) -> Result<Token> {
-        let cred = self.credential()?;
-        let target = redact(f.realm);
-        let subject = Subject {
-            registry: &self.registry,
-            op: Op::Auth,
-            target: &target,
-            stats: None,
-        };
-        retry::run(policy, subject, || self.fetch_once(&f, cred.as_ref())).await
-    }
-
-    async fn fetch_once(
+    /// One token request. Refusals are final; 5xx and dropped connections go back to the
+    /// request's engine.
+    async fn fetch(
         &self,
         f: &Fetch<'_>,
         cred: Option<&Credential>,
@@ -215,29 +232,37 @@ impl Authenticator {
         match status {
             200 => {}
             401 | 403 => {
-                return Err(self
-                    .auth_error(format!(
-                        "the token server {} refused {} (HTTP {status})",
-                        ctx.target,
-                        self.who()
-                    ))
-                    .into())
+                let who = match cred {
+                    Some(c) if c.is_identity_token() => "the identity token".to_string(),
+                    Some(c) => format!("user {:?}", c.username),
+                    None => "anonymous".to_string(),
+                };
+                return Err(Failure::settled(self.auth_error(format!(
+                    "the token server {} refused {who} (HTTP {status})",
+                    ctx.target
+                ))));
             }
             _ => {
-                let retry_after = super::client::retry_after(resp.headers());
+                let wait = retry_after(resp.headers());
                 let error = ctx.status_error(resp).await;
-                return Err(Failure::after(error, retry_after));
+                return Err(Failure::after(error, wait));
             }
         }
         let body = resp
             .bytes()
             .await
             .map_err(|e| ctx.transport_message(describe(e)))?;
-        self.parse_token(&body, f.scopes, sent)
-            .map_err(Failure::from)
+        self.parse_token(&body, f.scopes, cred, sent)
+            .map_err(Failure::settled)
     }
 
-    fn parse_token(&self, body: &[u8], scopes: &[String], sent: Instant) -> Result<Token> {
+    fn parse_token(
+        &self,
+        body: &[u8],
+        scopes: &[String],
+        cred: Option<&Credential>,
+        sent: Instant,
+    ) -> Result<Token> {
         #[derive(serde::Deserialize)]
         struct Answer {
             token: Option<String>,
@@ -256,6 +281,7 @@ impl Authenticator {
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_TOKEN_LIFETIME);
         Ok(Token {
+            who: cred.map(|c| c.username.clone()),
             scopes: scopes.to_vec(),
             value,
             refresh_at: sent + lifetime.mul_f64(0.9),
@@ -327,4 +353,20 @@ fn sensitive(v: &str) -> HeaderValue {
     let mut h = HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""));
     h.set_sensitive(true);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_scope_names_the_repository() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            scope_repository(&s(&["repository:team/app:pull,push", "repository:b:pull"])),
+            "team/app"
+        );
+        assert_eq!(scope_repository(&s(&["registry:catalog:*"])), "");
+        assert_eq!(scope_repository(&[]), "");
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 /// Resume offsets kept in [`ClientStats::upload_resume_offsets`] (the first ones).
 const MAX_OFFSETS_KEPT: usize = 256;
 
-/// A snapshot of what one [`super::RegistryClient`] (and its clones) sent and received.
+/// A snapshot of what one registry client (and its clones) sent and received.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientStats {
     /// HTTP requests sent, every attempt, hop and token fetch included.
@@ -56,7 +56,7 @@ pub struct ClientStats {
 }
 
 #[derive(Default)]
-pub(crate) struct Counters {
+pub struct Counters {
     requests: AtomicU64,
     retries: AtomicU64,
     token_fetches: AtomicU64,
@@ -86,7 +86,7 @@ pub(crate) struct Counters {
 
 /// Upload events counted in [`ClientStats`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum UploadEvent {
+pub enum UploadEvent {
     Monolithic,
     SinglePost,
     Chunked,
@@ -98,7 +98,7 @@ pub(crate) enum UploadEvent {
 
 /// What a request was, for counting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     Other,
     ManifestHead,
     ManifestGet,

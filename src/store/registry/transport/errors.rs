@@ -8,10 +8,12 @@ use crate::error::{Error, Op, RegistryErrorCode};
 
 /// Error bodies larger than this are not read (the envelope is small; a proxy page may not be).
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Characters of a non-envelope error body kept in the error.
+const KEPT_BODY: usize = 200;
 
 /// Where a request went and why, for error messages.
 #[derive(Clone, Debug)]
-pub(crate) struct Ctx {
+pub struct Ctx {
     pub registry: String,
     pub repository: String,
     pub op: Op,
@@ -23,11 +25,19 @@ impl Ctx {
     /// An error for a response with an unexpected status; reads the `{"errors":[...]}` body.
     pub async fn status_error(&self, resp: Response) -> Error {
         let status = resp.status().as_u16();
-        let codes = read_codes(resp).await;
-        self.registry_error(status, codes)
+        let (codes, body) = read_body(resp).await;
+        self.registry_error(status, codes, body)
     }
 
-    pub fn registry_error(&self, status: u16, codes: Vec<RegistryErrorCode>) -> Error {
+    /// An error for `status`, with the registry's codes or, when the body was not the OCI
+    /// envelope, the start of the body as it came (a proxy's page, a plain-text "denied").
+    pub fn registry_error(
+        &self,
+        status: u16,
+        codes: Vec<RegistryErrorCode>,
+        body: Option<String>,
+    ) -> Error {
+        let body = body.map(String::into_boxed_str);
         Error::Registry {
             op: self.op,
             registry: self.registry.clone(),
@@ -35,6 +45,7 @@ impl Ctx {
             target: self.target.clone(),
             status,
             codes,
+            body,
             attempts: 1,
         }
     }
@@ -70,7 +81,7 @@ impl Ctx {
 }
 
 /// A reqwest error and its causes, without the URL.
-pub(crate) fn describe(err: reqwest::Error) -> String {
+pub fn describe(err: reqwest::Error) -> String {
     let err = err.without_url();
     let mut parts = vec![err.to_string()];
     let mut source = std::error::Error::source(&err);
@@ -84,18 +95,36 @@ pub(crate) fn describe(err: reqwest::Error) -> String {
     parts.join(": ")
 }
 
-/// Reads at most [`MAX_ERROR_BODY`] bytes of an error body and parses the OCI error envelope.
-/// Anything that is not the envelope yields no codes.
-pub(crate) async fn read_codes(resp: Response) -> Vec<RegistryErrorCode> {
+/// Reads at most [`MAX_ERROR_BODY`] bytes of an error body and parses the OCI error envelope;
+/// a body that is not the envelope is kept as text, cut at [`KEPT_BODY`] characters.
+pub async fn read_body(resp: Response) -> (Vec<RegistryErrorCode>, Option<String>) {
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(Ok(chunk)) = stream.next().await {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_ERROR_BODY {
-            return Vec::new();
+            break;
         }
     }
-    parse_envelope(&body)
+    let codes = parse_envelope(&body);
+    if !codes.is_empty() {
+        return (codes, None);
+    }
+    (codes, excerpt(&body))
+}
+
+/// The start of a non-envelope body on one line, or `None` when it has no text.
+pub fn excerpt(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        return None;
+    }
+    let mut cut: String = line.chars().take(KEPT_BODY).collect();
+    if cut.len() < line.len() {
+        cut.push('…');
+    }
+    Some(cut)
 }
 
 /// `{"errors":[{"code","message","detail"}]}` → the codes; anything else → none.
@@ -133,6 +162,15 @@ mod tests {
         assert_eq!(codes[1].message, "");
         assert!(parse_envelope(b"<html>502 Bad Gateway</html>").is_empty());
         assert!(parse_envelope(b"").is_empty());
+        assert_eq!(
+            excerpt(b"<html>\n 502 Bad   Gateway</html>").as_deref(),
+            Some("<html> 502 Bad Gateway</html>")
+        );
+        assert_eq!(excerpt(b" \n"), None);
+        assert_eq!(
+            excerpt(&[b'x'; 300]).unwrap().chars().count(),
+            KEPT_BODY + 1
+        );
     }
 
     #[test]

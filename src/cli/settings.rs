@@ -1,0 +1,174 @@
+//! The settings tier: flags resolved once into library options (auth file read once,
+//! credentials parsed once, per side), and the one store cache that copy, promote and tag open
+//! their stores through (one registry client per registry and side; every store marked with its
+//! side so errors say where they came from).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ferry::creds::{Chain, CredentialSource, DockerConfig, StaticCredentials};
+use ferry::error::Side;
+use ferry::reference::{is_valid_tag, ImageRef};
+use ferry::store::layout::LayoutStore;
+use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, RetryPolicy};
+use ferry::store::sided::Sided;
+use ferry::store::{Store, Target};
+use ferry::{Error, Result};
+
+use super::endpoints::TransportArgs;
+
+/// Registry options for each side, resolved from the flags.
+#[derive(Clone, Debug)]
+pub struct TransportSettings {
+    source: RegistryOptions,
+    destination: RegistryOptions,
+}
+
+impl TransportSettings {
+    /// Reads the auth file once and parses `--src-creds`/`--dest-creds` once.
+    pub fn resolve(args: &TransportArgs) -> Result<Self> {
+        let config: Arc<dyn CredentialSource> = Arc::new(match &args.authfile {
+            Some(p) => DockerConfig::from_path(p)?,
+            None => DockerConfig::load()?,
+        });
+        let side = |creds: &Option<String>, flag: &str, tls_verify: bool, plain: bool| {
+            let credentials: Arc<dyn CredentialSource> = match creds {
+                Some(c) => {
+                    let given = StaticCredentials::parse(c).map_err(|e| match e {
+                        Error::Credentials { reason } => Error::Credentials {
+                            reason: format!("{flag}: {reason}"),
+                        },
+                        other => other,
+                    })?;
+                    Arc::new(Chain::new().with(given).with_shared(config.clone()))
+                }
+                None => config.clone(),
+            };
+            Ok::<_, Error>(RegistryOptions {
+                tls_verify,
+                plain_http: plain.then_some(true),
+                ca_file: args.ca_file.clone(),
+                credentials,
+                retry: RetryPolicy {
+                    max_attempts: args.retries.max(1),
+                    max_total: std::time::Duration::from_secs(args.retry_max_time),
+                    ..RetryPolicy::default()
+                },
+                upload_strategy: args.upload_strategy,
+                chunk_size: args.chunk_size,
+                ..RegistryOptions::default()
+            })
+        };
+        Ok(TransportSettings {
+            source: side(
+                &args.src_creds,
+                "--src-creds",
+                args.src_tls_verify,
+                args.src_plain_http,
+            )?,
+            destination: side(
+                &args.dest_creds,
+                "--dest-creds",
+                args.dest_tls_verify,
+                args.dest_plain_http,
+            )?,
+        })
+    }
+
+    pub fn options(&self, side: Side) -> &RegistryOptions {
+        match side {
+            Side::Source => &self.source,
+            Side::Destination => &self.destination,
+        }
+    }
+}
+
+/// Opens stores, one registry client per (registry, side), shared by every image.
+pub struct Stores {
+    settings: TransportSettings,
+    clients: Mutex<HashMap<(Side, String), RegistryClient>>,
+    /// `ferry tag`: source and destination are one repository: use the destination's client.
+    one_side: Option<Side>,
+    /// A dry run opens destination layouts read-only (never creates one).
+    dry_run: bool,
+}
+
+impl Stores {
+    pub fn new(settings: TransportSettings, one_side: Option<Side>, dry_run: bool) -> Self {
+        Stores {
+            settings,
+            clients: Mutex::new(HashMap::new()),
+            one_side,
+            dry_run,
+        }
+    }
+
+    fn client(&self, registry: &str, side: Side) -> Result<RegistryClient> {
+        let side = self.one_side.unwrap_or(side);
+        let key = (side, registry.to_string());
+        let mut clients = self.clients.lock().unwrap();
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = RegistryClient::new(registry, self.settings.options(side).clone())?;
+        clients.insert(key, c.clone());
+        Ok(c)
+    }
+
+    /// The store behind a reference, marked with `side`, and the manifest target it names.
+    pub fn open(&self, r: &ImageRef, side: Side) -> Result<(Arc<dyn Store>, Target)> {
+        let (store, target): (Arc<dyn Store>, Target) = match r {
+            ImageRef::Registry(rr) => {
+                let client = self.client(&rr.registry, side)?;
+                let target = target_of(rr.digest.as_ref(), rr.tag.as_deref());
+                (Arc::new(RegistryStore::new(client, &rr.repository)), target)
+            }
+            ImageRef::Layout(l) => {
+                let store = match side {
+                    Side::Destination if self.dry_run => {
+                        if !l.path.exists() {
+                            return Err(Error::Usage {
+                                arg: "--dry-run".into(),
+                                reason: format!(
+                                    "the destination layout {} does not exist yet (everything would be copied); a dry run creates nothing",
+                                    l.path.display()
+                                ),
+                            });
+                        }
+                        LayoutStore::open(&l.path)?
+                    }
+                    Side::Source => LayoutStore::open(&l.path)?,
+                    Side::Destination => LayoutStore::create(&l.path)?,
+                };
+                let target = target_of(l.digest.as_ref(), l.tag.as_deref());
+                (Arc::new(store), target)
+            }
+        };
+        Ok((Sided::wrap(store, side), target))
+    }
+}
+
+/// The digest wins over the tag; neither means `latest`.
+fn target_of(digest: Option<&ferry::Digest>, tag: Option<&str>) -> Target {
+    match (digest, tag) {
+        (Some(d), _) => Target::Digest(d.clone()),
+        (None, Some(t)) => Target::Tag(t.to_string()),
+        (None, None) => Target::Tag("latest".into()),
+    }
+}
+
+/// A tag given on the command line, checked once by clap (`value_parser`).
+pub fn parse_tag(s: &str) -> std::result::Result<String, String> {
+    if is_valid_tag(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid tag (up to 128 of [A-Za-z0-9_.-], not starting with . or -)"
+        ))
+    }
+}
+
+/// Parses a reference given on the command line.
+pub fn parse_ref(s: &str) -> Result<ImageRef> {
+    s.parse::<ImageRef>().map_err(Error::from)
+}
