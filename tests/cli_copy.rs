@@ -137,6 +137,47 @@ fn help_explains_every_flag_with_examples() {
     assert!(top.contains("Exit codes:") && top.contains("copy"), "{top}");
 }
 
+/// Every subcommand's one-line summary in `ferry --help`, and the first line of its own
+/// `--help`, exactly (a missing doc comment lets clap borrow a flattened struct's text).
+#[test]
+fn every_subcommand_has_its_own_summary() {
+    let summaries = [
+        (
+            "copy",
+            "Copy one image (all platforms by default) between registries and OCI layouts",
+        ),
+        (
+            "promote",
+            "Publish an image (or a plan of images) under release tags, guarded and all-or-nothing",
+        ),
+        (
+            "tag",
+            "Point more tags of the same repository at an image (no blob requests)",
+        ),
+    ];
+    let top = String::from_utf8_lossy(&ferry(&["--help"]).stdout).to_string();
+    let listed: Vec<(String, String)> = top
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| {
+            let (name, summary) = l.trim().split_once(char::is_whitespace)?;
+            Some((name.to_string(), summary.trim().to_string()))
+        })
+        .filter(|(name, _)| name != "help")
+        .collect();
+    let want: Vec<(String, String)> = summaries
+        .iter()
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect();
+    assert_eq!(listed, want, "{top}");
+    for (name, summary) in summaries {
+        let own = String::from_utf8_lossy(&ferry(&[name, "--help"]).stdout).to_string();
+        assert_eq!(own.lines().next(), Some(summary), "{name} --help: {own}");
+    }
+}
+
 /// The whole credential chain a CI job uses: docker config.json (DOCKER_CONFIG) → Basic auth on
 /// the real registry, and --dest-creds; a wrong password is exit 3 and never printed.
 #[test]
