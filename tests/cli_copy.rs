@@ -247,3 +247,76 @@ fn credentials_from_docker_config_and_flags() {
         stderr(&out)
     );
 }
+
+/// Auth-file keys `host/namespace` pick the credential per repository (the longest prefix wins),
+/// for every request of that repository: two repositories of one registry, two htpasswd users,
+/// and a registry-wide entry that is wrong. The registry's log says who sent each request.
+#[test]
+fn per_repository_credentials_from_the_auth_file() {
+    use base64::Engine;
+    let work = tempfile::tempdir().unwrap();
+    let htpasswd = work.path().join("htpasswd");
+    let fixture = include_str!("fixtures/htpasswd").trim();
+    // A second user, bcrypt like the fixture (made with perl's crypt, as the fixture's README says).
+    let other = Command::new("perl")
+        .args([
+            "-e",
+            r#"print crypt("other-test-password", "\$2b\$05\$ferrytestsaltferrytesu")"#,
+        ])
+        .output()
+        .unwrap();
+    let other = String::from_utf8(other.stdout).unwrap();
+    assert!(other.starts_with("$2b$"), "bcrypt from perl: {other}");
+    std::fs::write(&htpasswd, format!("{fixture}\nother:{other}\n")).unwrap();
+    let reg = Registry::start_with(support::registry::RegistryConfig {
+        auth_yaml: Some(format!(
+            "  htpasswd:\n    realm: ferry-test\n    path: {}\n",
+            htpasswd.display()
+        )),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    fixtures::write_layout(dir.path(), "v1", &ImageSpec::oci());
+    let src = format!("oci:{}:v1", dir.path().display());
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let json = serde_json::json!({"auths": {
+        reg.addr.clone(): {"auth": b64("ferry:wrong-registry-wide")},
+        format!("{}/team-a", reg.addr): {"auth": b64("ferry:ferry-test-password")},
+        format!("{}/team-b", reg.addr): {"auth": b64("other:other-test-password")},
+    }});
+    let authfile = work.path().join("auth.json");
+    std::fs::write(&authfile, json.to_string()).unwrap();
+    for repo in ["team-a/app", "team-b/app"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["copy", "-q", "--authfile"])
+            .arg(&authfile)
+            .arg(&src)
+            .arg(format!("{}/{repo}:v1", reg.addr))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{repo}: {}", stderr(&out));
+    }
+    // The registry logs its error answers (the 404s of the presence checks) with the user.
+    let log = reg.log();
+    let users = |repo: &str| -> Vec<String> {
+        let mut u: Vec<String> = log
+            .lines()
+            .filter(|l| l.split(' ').any(|f| f == format!("vars.name={repo}")))
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("auth.user.name=")))
+            .map(str::to_string)
+            .collect();
+        u.sort();
+        u.dedup();
+        u
+    };
+    assert_eq!(users("team-a/app"), vec!["ferry".to_string()], "{log}");
+    assert_eq!(users("team-b/app"), vec!["other".to_string()], "{log}");
+    // The registry-wide entry is wrong: a repository under no namespace key is refused (exit 3).
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["copy", "-q", "--authfile"])
+        .arg(&authfile)
+        .arg(&src)
+        .arg(format!("{}/team-c/app:v1", reg.addr))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
