@@ -249,3 +249,131 @@ async fn a_missing_source_exits_4_with_its_side() {
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("source: "), "{stderr}");
 }
+
+/// A source in memory: an index of two images, each a config and a layer.
+fn memory_source() -> (
+    ferry::store::memory::MemoryStore,
+    ferry::manifest::RawManifest,
+) {
+    use ferry::manifest::RawManifest;
+    let src = ferry::store::memory::MemoryStore::new("src");
+    let blob = |bytes: Vec<u8>, media_type: &str| {
+        let digest = Digest::of(&bytes);
+        let size = bytes.len();
+        src.insert_blob(digest.clone(), bytes.into());
+        serde_json::json!({"mediaType": media_type, "digest": digest, "size": size})
+    };
+    let mut children = Vec::new();
+    for (i, arch) in ["amd64", "arm64"].iter().enumerate() {
+        let config = blob(
+            format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).into_bytes(),
+            "application/vnd.oci.image.config.v1+json",
+        );
+        let layer = blob(
+            vec![i as u8; 70_000 + i],
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        );
+        let body = serde_json::json!({"schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config, "layers": [layer]});
+        let m = RawManifest::new(serde_json::to_vec(&body).unwrap().into(), None).unwrap();
+        children.push(
+            serde_json::json!({"mediaType": m.media_type, "digest": m.digest,
+            "size": m.bytes.len(), "platform": {"os": "linux", "architecture": arch}}),
+        );
+        futures::executor::block_on(src.put_manifest(&m, &[])).unwrap();
+    }
+    let body = serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children});
+    let index = RawManifest::new(serde_json::to_vec(&body).unwrap().into(), None).unwrap();
+    futures::executor::block_on(src.put_manifest(&index, &["v1".into()])).unwrap();
+    (src, index)
+}
+
+#[tokio::test]
+async fn the_engine_writes_children_before_parents_and_tags_last() {
+    use ferry::store::memory::{MemoryStore, Write};
+    let (src, index) = memory_source();
+    let dst = MemoryStore::new("dst");
+    Copier::new(std::sync::Arc::new(Silent))
+        .copy(
+            &src,
+            &Target::Tag("v1".into()),
+            &dst,
+            &["v1".into(), "latest".into()],
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+    let writes = dst.writes();
+    let at = |w: &Write| writes.iter().position(|x| x == w).unwrap();
+    let children = ferry::manifest::RawManifest::children(&index).unwrap();
+    let ferry::manifest::Children::Index { manifests } = children else {
+        panic!("an index")
+    };
+    let index_at = at(&Write::Manifest(index.digest.clone()));
+    for child in &manifests {
+        let m = src
+            .get_manifest(&Target::Digest(child.digest.clone()))
+            .await
+            .unwrap();
+        let child_at = at(&Write::Manifest(m.digest.clone()));
+        let ferry::manifest::Children::Image { config, layers } = m.children().unwrap() else {
+            panic!("an image")
+        };
+        for b in std::iter::once(config).chain(layers) {
+            assert!(at(&Write::Blob(b.digest)) < child_at, "{writes:?}");
+        }
+        assert!(child_at < index_at, "{writes:?}");
+    }
+    let tags: Vec<usize> = writes
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| matches!(w, Write::Tag(..)))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(tags.len(), 2);
+    assert!(tags.iter().all(|i| *i > index_at), "{writes:?}");
+    assert_eq!(dst.tag("latest"), Some(index.digest.clone()));
+}
+
+#[tokio::test]
+async fn a_corrupt_source_blob_leaves_nothing_tagged() {
+    use ferry::store::memory::{MemoryStore, Write};
+    let (src, index) = memory_source();
+    // Replace one layer's bytes: same digest, other content.
+    let ferry::manifest::Children::Index { manifests } = index.children().unwrap() else {
+        panic!("an index")
+    };
+    let m = src
+        .get_manifest(&Target::Digest(manifests[0].digest.clone()))
+        .await
+        .unwrap();
+    let ferry::manifest::Children::Image { layers, .. } = m.children().unwrap() else {
+        panic!("an image")
+    };
+    src.insert_blob(
+        layers[0].digest.clone(),
+        vec![9u8; layers[0].size as usize].into(),
+    );
+    let dst = MemoryStore::new("dst");
+    let e = Copier::new(std::sync::Arc::new(Silent))
+        .copy(
+            &src,
+            &Target::Tag("v1".into()),
+            &dst,
+            &["v1".into()],
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("digest mismatch"), "{e}");
+    let writes = dst.writes();
+    assert!(
+        !writes
+            .iter()
+            .any(|w| matches!(w, Write::Tag(..)) || *w == Write::Manifest(index.digest.clone())),
+        "{writes:?}"
+    );
+    assert_eq!(dst.tag("v1"), None);
+}

@@ -8,6 +8,7 @@
 //! - Retries happen inside a backend; errors that reach the caller are final.
 
 pub mod layout;
+pub mod memory;
 pub mod registry;
 pub mod sided;
 
