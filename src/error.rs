@@ -66,6 +66,10 @@ pub enum Error {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
 
+    /// Packaging or publishing a Helm chart failed.
+    #[error(transparent)]
+    Chart(#[from] crate::chart::ChartError),
+
     /// The registry answered with an error status.
     #[error("{op} {target} at {registry}/{repository}: HTTP {status}{}{}", fmt_codes(.codes), fmt_attempts(*.attempts))]
     Registry {
