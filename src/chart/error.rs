@@ -91,14 +91,14 @@ pub enum ChartError {
 }
 
 impl ChartError {
-    pub(crate) fn io(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
+    pub fn io(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
         ChartError::Io {
             path: path.into(),
             message: e.to_string(),
         }
     }
 
-    pub(crate) fn invalid(chart: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn invalid(chart: impl Into<String>, reason: impl Into<String>) -> Self {
         ChartError::Invalid {
             chart: chart.into(),
             reason: reason.into(),

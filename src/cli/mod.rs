@@ -1,5 +1,6 @@
 //! Command-line interface: clap arguments → resolved settings → library calls; exit codes.
 
+mod chart;
 mod copy;
 mod endpoints;
 pub mod progress;
@@ -45,6 +46,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Package a Helm chart, or publish one to an OCI registry or ChartMuseum (guarded).
+    Chart(chart::ChartArgs),
     Copy(copy::CopyArgs),
     /// Publish an image (or a plan of images) under release tags, guarded and all-or-nothing.
     Promote(promote::PromoteArgs),
@@ -55,6 +58,7 @@ pub enum Command {
 impl Cli {
     pub async fn run(self) -> Result<(), Error> {
         match self.command {
+            Command::Chart(args) => chart::run(args).await,
             Command::Copy(args) => copy::run(args).await,
             Command::Promote(args) => promote::run(args).await,
             Command::Tag(args) => tag::run(args).await,
@@ -78,6 +82,7 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::DigestMismatch { .. } => exit::VERIFY,
         Error::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,
         Error::TagRefused { .. } => exit::REFUSED,
+        Error::Chart(c) => chart::exit_code(c),
         Error::Many(errors) => errors.first().map(exit_code).unwrap_or(exit::FAILED),
         _ => exit::FAILED,
     }
