@@ -1,0 +1,593 @@
+//! `ferry chart package` and `ferry chart push`: the archive layout against Helm's packager
+//! (checked with the `tar` crate and GNU tar), every refusal, the ChartMuseum API through a test
+//! server that follows ChartMuseum's documented behaviour, and Helm's OCI format on the real
+//! docker-registry, read back with `ferry copy`.
+
+#[path = "support/chartmuseum.rs"]
+#[allow(dead_code)]
+mod chartmuseum;
+#[path = "support/registry.rs"]
+#[allow(dead_code)]
+mod registry;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chartmuseum::{ChartMuseum, MuseumConfig};
+use ferry::chart::{package_dir, Chart, ChartError, PackageOptions};
+use registry::Registry;
+use serde_json::Value;
+
+// ---------------------------------------------------------------- helpers
+
+fn ferry(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let no_auth = std::env::temp_dir().join("ferry-chart-tests-no-auth.json");
+    std::fs::write(&no_auth, "{}").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args)
+        .env("REGISTRY_AUTH_FILE", &no_auth)
+        .env(
+            "DOCKER_CONFIG",
+            std::env::temp_dir().join("ferry-chart-tests-no-docker"),
+        )
+        .env_remove("HELM_REPO_USERNAME")
+        .env_remove("HELM_REPO_PASSWORD")
+        .env_remove("HELM_REPO_ACCESS_TOKEN")
+        .env_remove("HELM_REPO_CONTEXT_PATH")
+        .env_remove("FERRY_CHART_CREDS")
+        .env_remove("SOURCE_DATE_EPOCH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", out(o), err(o)))
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A minimal valid chart directory `dir/<name>`.
+fn chart_dir(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let root = dir.join(name);
+    write(
+        &root.join("Chart.yaml"),
+        &format!(
+            "apiVersion: v2\nname: {name}\nversion: {version}\ndescription: The {name} chart\n"
+        ),
+    );
+    write(&root.join("values.yaml"), "replicas: 1\n");
+    write(
+        &root.join("templates/deployment.yaml"),
+        "kind: Deployment\n",
+    );
+    root
+}
+
+/// A chart with every kind of file Helm's packager orders, ignore rules and subcharts.
+fn rich_chart(dir: &Path) -> PathBuf {
+    let sub = chart_dir(&dir.join("src"), "sub", "0.3.0");
+    let sub_tgz = package_dir(&sub, &PackageOptions::default()).unwrap();
+    let root = chart_dir(dir, "rich", "1.0.0");
+    write(
+        &root.join("Chart.lock"),
+        "dependencies: []\ndigest: sha256:00\ngenerated: \"2026-01-01T00:00:00Z\"\n",
+    );
+    write(&root.join("values.schema.json"), "{\"type\": \"object\"}\n");
+    write(&root.join("templates/_helpers.tpl"), "{{/* helpers */}}\n");
+    write(
+        &root.join("templates/.hidden.yaml"),
+        "dropped by Helm's default rule\n",
+    );
+    write(&root.join("README.md"), "# rich\n");
+    write(
+        &root.join(".helmignore"),
+        "# comment\n*.tmp\nci/\n/secret.txt\n!keep.tmp\n",
+    );
+    write(&root.join("scratch.tmp"), "ignored\n");
+    write(&root.join("keep.tmp"), "kept by negation\n");
+    write(&root.join("ci/values.yaml"), "ignored directory\n");
+    write(&root.join("secret.txt"), "ignored at the top\n");
+    write(
+        &root.join("docs/secret.txt"),
+        "kept: the rule is anchored\n",
+    );
+    std::fs::create_dir_all(root.join("charts")).unwrap();
+    std::fs::write(root.join("charts/sub-0.3.0.tgz"), &sub_tgz.archive).unwrap();
+    write(
+        &root.join("charts/local/Chart.yaml"),
+        "apiVersion: v2\nname: local\nversion: 0.1.0\n",
+    );
+    write(
+        &root.join("charts/local/templates/cm.yaml"),
+        "kind: ConfigMap\n",
+    );
+    root
+}
+
+const RICH_ENTRIES: &[&str] = &[
+    "rich/Chart.yaml",
+    "rich/Chart.lock",
+    "rich/values.yaml",
+    "rich/values.schema.json",
+    "rich/templates/_helpers.tpl",
+    "rich/templates/deployment.yaml",
+    "rich/.helmignore",
+    "rich/README.md",
+    "rich/docs/secret.txt",
+    "rich/keep.tmp",
+    "rich/charts/local/Chart.yaml",
+    "rich/charts/local/templates/cm.yaml",
+    "rich/charts/sub-0.3.0.tgz",
+];
+
+/// (path, mode, uid, gid, mtime, is regular file) of every entry, in archive order.
+fn entries(tgz: &[u8]) -> Vec<(String, u32, u64, u64, u64, bool)> {
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            (
+                e.path().unwrap().to_string_lossy().into_owned(),
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mtime().unwrap(),
+                h.entry_type().is_file(),
+            )
+        })
+        .collect()
+}
+
+fn file_in(tgz: &[u8], path: &str) -> Option<Vec<u8>> {
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_string_lossy() == path {
+            let mut v = Vec::new();
+            e.read_to_end(&mut v).unwrap();
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    ferry::Digest::of(bytes).to_string()
+}
+
+/// Deterministic incompressible bytes.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.extend_from_slice(&seed.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+// ---------------------------------------------------------------- packaging
+
+#[test]
+fn archive_layout_follows_helms_packager() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = package_dir(&rich_chart(dir.path()), &PackageOptions::default()).unwrap();
+    assert_eq!(chart.file_name(), "rich-1.0.0.tgz");
+    assert_eq!(chart.digest.to_string(), sha256(&chart.archive));
+    let got = entries(&chart.archive);
+    let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, RICH_ENTRIES);
+    for (path, mode, uid, gid, mtime, regular) in &got {
+        assert_eq!(
+            (*mode, *uid, *gid, *mtime, *regular),
+            (0o644, 0, 0, 0, true),
+            "{path}"
+        );
+    }
+    // The subchart archive is kept byte for byte, the rest as written.
+    let sub = file_in(&chart.archive, "rich/charts/sub-0.3.0.tgz").unwrap();
+    assert_eq!(entries(&sub)[0].0, "sub/Chart.yaml");
+    assert_eq!(
+        file_in(&chart.archive, "rich/README.md").unwrap(),
+        b"# rich\n"
+    );
+    // The archive reads back as a valid chart.
+    let back = Chart::from_archive(chart.archive.clone(), "back").unwrap();
+    assert_eq!(
+        (back.meta.name.as_str(), back.meta.version.as_str()),
+        ("rich", "1.0.0")
+    );
+}
+
+#[test]
+fn gnu_tar_lists_the_same_entries_owners_and_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = package_dir(&rich_chart(dir.path()), &PackageOptions::default()).unwrap();
+    let file = dir.path().join("rich-1.0.0.tgz");
+    std::fs::write(&file, &chart.archive).unwrap();
+    let o = Command::new("tar")
+        .arg("tzvf")
+        .arg(&file)
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let listing = out(&o);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), RICH_ENTRIES.len(), "{listing}");
+    for (line, want) in lines.iter().zip(RICH_ENTRIES) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[0], "-rw-r--r--", "{line}");
+        assert_eq!(cols[1], "0/0", "{line}");
+        assert_eq!(cols[3], "1970-01-01", "{line}");
+        assert_eq!(*cols.last().unwrap(), *want, "{line}");
+    }
+    // GNU tar extracts it cleanly, with every file under the chart's name.
+    let x = dir.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    let o = Command::new("tar")
+        .arg("xzf")
+        .arg(&file)
+        .arg("-C")
+        .arg(&x)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        std::fs::read(x.join("rich/keep.tmp")).unwrap(),
+        b"kept by negation\n"
+    );
+    assert_eq!(std::fs::read_dir(&x).unwrap().count(), 1);
+}
+
+#[test]
+fn same_input_gives_the_same_bytes_whatever_the_file_times_and_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = rich_chart(dir.path());
+    let first = package_dir(&root, &PackageOptions::default()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(&root.join("README.md"), "# rich\n"); // new mtime, same bytes
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join("values.yaml"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let second = package_dir(&root, &PackageOptions::default()).unwrap();
+    assert_eq!(first.archive, second.archive);
+    // The CLI writes the same bytes too, and SOURCE_DATE_EPOCH sets the entries' mtime.
+    let o = ferry(
+        &[
+            "chart",
+            "package",
+            root.to_str().unwrap(),
+            "-o",
+            dir.path().join("a").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        std::fs::read(dir.path().join("a/rich-1.0.0.tgz")).unwrap(),
+        first.archive
+    );
+    let o = ferry(
+        &[
+            "chart",
+            "package",
+            root.to_str().unwrap(),
+            "-o",
+            dir.path().join("b.tgz").to_str().unwrap(),
+        ],
+        &[("SOURCE_DATE_EPOCH", "1767225600")],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let dated = std::fs::read(dir.path().join("b.tgz")).unwrap();
+    assert!(entries(&dated).iter().all(|e| e.4 == 1_767_225_600));
+    assert_ne!(dated, first.archive.to_vec());
+}
+
+#[test]
+fn version_and_app_version_rewrite_the_packaged_chart_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = chart_dir(dir.path(), "api", "0.0.0-dev");
+    let original = std::fs::read_to_string(root.join("Chart.yaml")).unwrap();
+    let o = ferry(
+        &[
+            "chart",
+            "package",
+            root.to_str().unwrap(),
+            "-o",
+            dir.path().to_str().unwrap(),
+            "--version",
+            "1.4.2+g3f2a",
+            "--app-version",
+            "1.4.2",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let doc = json(&o);
+    assert_eq!(doc["chart"], "api");
+    assert_eq!(doc["version"], "1.4.2+g3f2a");
+    let file = dir.path().join("api-1.4.2+g3f2a.tgz");
+    assert_eq!(doc["file"], file.to_str().unwrap());
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(doc["digest"], sha256(&bytes));
+    assert_eq!(doc["size"], bytes.len());
+    let yaml = String::from_utf8(file_in(&bytes, "api/Chart.yaml").unwrap()).unwrap();
+    assert_eq!(
+        yaml,
+        "apiVersion: v2\nname: api\nversion: \"1.4.2+g3f2a\"\ndescription: The api chart\nappVersion: \"1.4.2\"\n"
+    );
+    // The directory itself is untouched.
+    assert_eq!(
+        std::fs::read_to_string(root.join("Chart.yaml")).unwrap(),
+        original
+    );
+    // A bad --version is refused like a bad Chart.yaml version.
+    let o = ferry(
+        &[
+            "chart",
+            "package",
+            root.to_str().unwrap(),
+            "--version",
+            "one",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("\"one\" is not a semantic version"),
+        "{}",
+        err(&o)
+    );
+}
+
+fn refusal(setup: impl FnOnce(&Path)) -> ChartError {
+    let dir = tempfile::tempdir().unwrap();
+    let root = chart_dir(dir.path(), "bad", "1.0.0");
+    setup(&root);
+    package_dir(&root, &PackageOptions::default()).unwrap_err()
+}
+
+#[test]
+fn symbolic_links_inside_are_followed_outside_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = chart_dir(dir.path(), "links", "1.0.0");
+    write(&dir.path().join("outside.txt"), "secret\n");
+    std::os::unix::fs::symlink("values.yaml", root.join("defaults.yaml")).unwrap();
+    std::os::unix::fs::symlink("templates", root.join("more")).unwrap();
+    let chart = package_dir(&root, &PackageOptions::default()).unwrap();
+    assert_eq!(
+        file_in(&chart.archive, "links/defaults.yaml").unwrap(),
+        b"replicas: 1\n"
+    );
+    assert_eq!(
+        file_in(&chart.archive, "links/more/deployment.yaml").unwrap(),
+        b"kind: Deployment\n"
+    );
+
+    std::os::unix::fs::symlink("../outside.txt", root.join("leak.txt")).unwrap();
+    let e = package_dir(&root, &PackageOptions::default()).unwrap_err();
+    assert!(matches!(e, ChartError::Symlink { .. }), "{e}");
+    assert!(
+        e.to_string().contains("leak.txt points outside the chart"),
+        "{e}"
+    );
+    // An ignored link is not followed at all.
+    write(&root.join(".helmignore"), "leak.txt\n");
+    package_dir(&root, &PackageOptions::default()).unwrap();
+
+    std::os::unix::fs::symlink(".", root.join("templates/loop")).unwrap();
+    let e = package_dir(&root, &PackageOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("loop"), "{e}");
+}
+
+#[test]
+fn helm_size_limits_are_refused_naming_the_file() {
+    let e = refusal(|root| {
+        let f = std::fs::File::create(root.join("big.bin")).unwrap();
+        f.set_len(5 * 1024 * 1024 + 1).unwrap();
+    });
+    assert!(
+        matches!(e, ChartError::FileTooLarge { ref file, .. } if file == "big.bin"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("big.bin is 5242881 bytes"), "{e}");
+    // Exactly 5 MiB is allowed; 21 such files exceed 100 MiB.
+    let e = refusal(|root| {
+        for i in 0..21 {
+            let f = std::fs::File::create(root.join(format!("part-{i:02}.bin"))).unwrap();
+            f.set_len(5 * 1024 * 1024).unwrap();
+        }
+    });
+    assert!(
+        matches!(e, ChartError::ChartTooLarge { ref file, .. } if file == "part-19.bin"),
+        "{e}"
+    );
+}
+
+#[test]
+fn chart_yaml_and_subchart_problems_are_refused() {
+    let cases: Vec<(&str, Box<dyn FnOnce(&Path)>)> = vec![
+        (
+            "Chart.yaml file is missing",
+            Box::new(|r| std::fs::remove_file(r.join("Chart.yaml")).unwrap()),
+        ),
+        (
+            "name is required",
+            Box::new(|r| write(&r.join("Chart.yaml"), "apiVersion: v2\nversion: 1.0.0\n")),
+        ),
+        (
+            "path separator",
+            Box::new(|r| {
+                write(
+                    &r.join("Chart.yaml"),
+                    "apiVersion: v2\nname: a/b\nversion: 1.0.0\n",
+                )
+            }),
+        ),
+        (
+            "version is required",
+            Box::new(|r| write(&r.join("Chart.yaml"), "apiVersion: v2\nname: a\n")),
+        ),
+        (
+            "not a semantic version",
+            Box::new(|r| {
+                write(
+                    &r.join("Chart.yaml"),
+                    "apiVersion: v2\nname: a\nversion: 1.0.0.0\n",
+                )
+            }),
+        ),
+        (
+            "application or library",
+            Box::new(|r| {
+                write(
+                    &r.join("Chart.yaml"),
+                    "apiVersion: v2\nname: a\nversion: 1.0.0\ntype: plugin\n",
+                )
+            }),
+        ),
+        (
+            "apiVersion \"v3\"",
+            Box::new(|r| {
+                write(
+                    &r.join("Chart.yaml"),
+                    "apiVersion: v3\nname: a\nversion: 1.0.0\n",
+                )
+            }),
+        ),
+        (
+            "Invalid JSON in values.schema.json",
+            Box::new(|r| write(&r.join("values.schema.json"), "{nope")),
+        ),
+        (
+            "subchart charts/broken",
+            Box::new(|r| {
+                write(
+                    &r.join("charts/broken/Chart.yaml"),
+                    "apiVersion: v2\nname: broken\n",
+                )
+            }),
+        ),
+        (
+            "subchart charts/junk.tgz",
+            Box::new(|r| write(&r.join("charts/junk.tgz"), "not gzip")),
+        ),
+        (
+            "not a regular file",
+            Box::new(|r| {
+                let o = Command::new("mkfifo").arg(r.join("pipe")).output().unwrap();
+                assert!(o.status.success());
+            }),
+        ),
+    ];
+    for (want, setup) in cases {
+        let e = refusal(setup);
+        assert!(e.to_string().contains(want), "want {want:?}, got: {e}");
+    }
+    // Subcharts named _x or .x are not charts (Helm skips them), v1 charts load.
+    let dir = tempfile::tempdir().unwrap();
+    let root = chart_dir(dir.path(), "ok", "1.0.0");
+    write(&root.join("charts/_notes/README"), "not a chart\n");
+    write(&root.join("Chart.yaml"), "name: ok\nversion: v1.2\n");
+    let c = package_dir(&root, &PackageOptions::default()).unwrap();
+    assert_eq!(
+        (c.meta.api_version.as_str(), c.file_name().as_str()),
+        ("v1", "ok-v1.2.tgz")
+    );
+}
+
+#[test]
+fn archives_that_helms_loader_refuses_are_refused() {
+    let build = |entries: &[(&str, &[u8])]| {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for (path, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            // Written raw so that ../ and absolute names reach the archive.
+            h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        bytes::Bytes::from(b.into_inner().unwrap().finish().unwrap())
+    };
+    let ok = b"apiVersion: v2\nname: a\nversion: 1.0.0\n";
+    let cases: &[(&[(&str, &[u8])], &str)] = &[
+        (&[("Chart.yaml", ok)], "chart yaml not in base directory"),
+        (
+            &[("a/Chart.yaml", ok), ("README", b"x")],
+            "outside the base directory",
+        ),
+        (
+            &[("a/Chart.yaml", ok), ("a/../../etc/x", b"x")],
+            "parent directory",
+        ),
+        (&[("a/values.yaml", b"x")], "Chart.yaml file is missing"),
+    ];
+    for (entries, want) in cases {
+        let e = Chart::from_archive(build(entries), "t.tgz").unwrap_err();
+        assert!(e.to_string().contains(want), "want {want:?}, got: {e}");
+    }
+    assert!(Chart::from_archive(build(&[("a/Chart.yaml", ok)]), "t").is_ok());
+    let e = Chart::from_archive(bytes::Bytes::from_static(b"plain text"), "t.tgz").unwrap_err();
+    assert!(e.to_string().contains("t.tgz"), "{e}");
+}
+
+#[test]
+fn cli_package_errors_exit_2_and_name_the_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = chart_dir(dir.path(), "api", "1.0.0");
+    write(
+        &root.join("Chart.yaml"),
+        "apiVersion: v2\nname: api\nversion: 1.0.0\ntype: app\n",
+    );
+    let o = ferry(&["chart", "package", root.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains(root.to_str().unwrap()) && err(&o).contains("type \"app\""),
+        "{}",
+        err(&o)
+    );
+    let o = ferry(
+        &[
+            "chart",
+            "package",
+            dir.path().join("missing").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    assert!(err(&o).contains("missing"), "{}", err(&o));
+}
