@@ -591,3 +591,626 @@ fn cli_package_errors_exit_2_and_name_the_chart() {
     assert_eq!(code(&o), 1, "{}", err(&o));
     assert!(err(&o).contains("missing"), "{}", err(&o));
 }
+
+// ---------------------------------------------------------------- the ChartMuseum test server
+
+async fn call(
+    method: &str,
+    url: &str,
+    body: Option<(&str, Vec<u8>)>,
+    auth: Option<&str>,
+) -> (u16, String) {
+    let mut r = reqwest::Client::new().request(method.parse().unwrap(), url);
+    if let Some((ct, b)) = body {
+        r = r.header("content-type", ct).body(b);
+    }
+    if let Some(a) = auth {
+        r = r.header("authorization", a);
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+fn tgz_of(name: &str, version: &str, extra: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = chart_dir(dir.path(), name, version);
+    write(&root.join("NOTES.txt"), extra);
+    package_dir(&root, &PackageOptions::default())
+        .unwrap()
+        .archive
+        .to_vec()
+}
+
+fn multipart_body(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let mut body = Vec::new();
+    for (name, data) in parts {
+        body.extend(
+            format!(
+                "--XYZ\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"f\"\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend(*data);
+        body.extend(b"\r\n");
+    }
+    body.extend(b"--XYZ--\r\n");
+    ("multipart/form-data; boundary=XYZ".into(), body)
+}
+
+const PROV: &str = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\napiVersion: v2\nname: demo\nversion: 1.0.0\n\n...\n-----BEGIN PGP SIGNATURE-----\nx\n-----END PGP SIGNATURE-----\n";
+
+#[tokio::test]
+async fn test_server_follows_chartmuseums_upload_rules() {
+    let cm = ChartMuseum::start(MuseumConfig::default());
+    let api = cm.url("/api/charts");
+    let v1 = tgz_of("demo", "1.0.0", "one");
+    let v1b = tgz_of("demo", "1.0.0", "other bytes");
+    let raw = "application/x-www-form-urlencoded"; // what curl --data-binary sends: still raw
+    assert_eq!(
+        call("POST", &api, Some((raw, v1.clone())), None).await,
+        (201, r#"{"saved":true}"#.into())
+    );
+    assert_eq!(cm.stored("", "demo-1.0.0.tgz").unwrap(), v1);
+    assert_eq!(
+        call("POST", &api, Some((raw, v1b.clone())), None).await,
+        (409, r#"{"error":"file already exists"}"#.into())
+    );
+    let (ct, body) = multipart_body(&[("chart", &v1b)]);
+    assert_eq!(
+        call("POST", &api, Some((&ct, body.clone())), None).await,
+        (409, r#"{"error":"chart already exists"}"#.into())
+    );
+    // ?force is tested for presence only.
+    let forced = cm.url("/api/charts?force=false");
+    assert_eq!(call("POST", &forced, Some((&ct, body)), None).await.0, 201);
+    assert_eq!(cm.stored("", "demo-1.0.0.tgz").unwrap(), v1b);
+    let (ct, body) = multipart_body(&[("other", b"x")]);
+    let (status, text) = call("POST", &api, Some((&ct, body)), None).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (
+            400,
+            r#"{"error":"no package or provenance file found in form fields chart and prov"}"#
+        )
+    );
+    assert_eq!(
+        call("POST", &api, Some((raw, b"junk".to_vec())), None)
+            .await
+            .0,
+        400
+    );
+    let (ct, body) = multipart_body(&[("prov", PROV.as_bytes())]);
+    assert_eq!(call("POST", &api, Some((&ct, body)), None).await.0, 201);
+    assert!(cm.stored("", "demo-1.0.0.tgz.prov").is_some());
+    // The prov route answers 500 to an invalid provenance file (ChartMuseum's quirk).
+    assert_eq!(
+        call(
+            "POST",
+            &cm.url("/api/prov"),
+            Some((raw, b"nope".to_vec())),
+            None
+        )
+        .await
+        .0,
+        500
+    );
+    // Version lookups, index.yaml with digest and serverInfo, unmatched routes.
+    let (status, text) = call("GET", &cm.url("/api/charts/demo/1.0.0"), None, None).await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        format!("sha256:{}", doc["digest"].as_str().unwrap()),
+        sha256(&v1b)
+    );
+    let (status, text) = call("GET", &cm.url("/api/charts/demo/2.0.0"), None, None).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (404, r#"{"error":"no chart version found for demo-2.0.0"}"#)
+    );
+    assert_eq!(
+        call("GET", &cm.url("/api/charts/nope"), None, None).await,
+        (404, r#"{"error":"chart not found"}"#.into())
+    );
+    assert_eq!(
+        call("GET", &cm.url("/nothing/here"), None, None).await,
+        (404, r#"{"error":"not found"}"#.into())
+    );
+    let (status, index) = call("GET", &cm.url("/index.yaml"), None, None).await;
+    assert_eq!(status, 200);
+    assert!(
+        index.contains(&format!("digest: {}", &sha256(&v1b)[7..])),
+        "{index}"
+    );
+    assert!(index.contains("serverInfo: {}"), "{index}");
+    assert_eq!(call("GET", &cm.url("/health"), None, None).await.0, 200);
+    assert_eq!(
+        call("DELETE", &cm.url("/api/charts/demo/1.0.0"), None, None).await,
+        (200, r#"{"deleted":true}"#.into())
+    );
+    assert!(
+        cm.stored("", "demo-1.0.0.tgz").is_none() && cm.stored("", "demo-1.0.0.tgz.prov").is_none()
+    );
+}
+
+#[tokio::test]
+async fn test_server_depth_context_auth_disabled_api_and_body_limit() {
+    let cfg = MuseumConfig {
+        depth: 2,
+        context_path: "/museum".into(),
+        basic_auth: Some(("ci".into(), "s3cret".into())),
+        max_upload_size: 4096,
+        ..MuseumConfig::default()
+    };
+    let cm = ChartMuseum::start(cfg);
+    let good = format!("Basic {}", base64_of("ci:s3cret"));
+    let small = tgz_of("demo", "1.0.0", "x");
+    let ct = "application/gzip";
+    assert_eq!(
+        call(
+            "POST",
+            &cm.url("/museum/api/org/team/charts"),
+            Some((ct, small.clone())),
+            Some(&good)
+        )
+        .await
+        .0,
+        201
+    );
+    assert!(cm.stored("org/team", "demo-1.0.0.tgz").is_some());
+    // Outside the context path, or at the wrong depth: no route.
+    assert_eq!(
+        call(
+            "POST",
+            &cm.url("/api/org/team/charts"),
+            Some((ct, small.clone())),
+            Some(&good)
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call("GET", &cm.url("/museum/org/index.yaml"), None, Some(&good))
+            .await
+            .0,
+        404
+    );
+    let (status, index) = call(
+        "GET",
+        &cm.url("/museum/org/team/index.yaml"),
+        None,
+        Some(&good),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        index.contains("serverInfo:\n  contextPath: /museum"),
+        "{index}"
+    );
+    // Every denial is 401 (wrong password, no header, pull and push alike).
+    for auth in [None, Some("Basic Y2k6bm8="), Some("Bearer s3cret")] {
+        assert_eq!(
+            call("GET", &cm.url("/museum/org/team/index.yaml"), None, auth).await,
+            (401, r#"{"error":"unauthorized"}"#.into())
+        );
+    }
+    let big = noise(5000, 7);
+    assert_eq!(
+        call(
+            "POST",
+            &cm.url("/museum/api/org/team/charts"),
+            Some((ct, big)),
+            Some(&good)
+        )
+        .await,
+        (413, r#"{"error":"request too large"}"#.into())
+    );
+
+    let off = ChartMuseum::start(MuseumConfig {
+        disable_api: true,
+        ..MuseumConfig::default()
+    });
+    assert_eq!(
+        call("GET", &off.url("/api/charts/demo/1.0.0"), None, None).await,
+        (404, r#"{"error":"not found"}"#.into())
+    );
+    assert_eq!(
+        call("POST", &off.url("/api/charts"), Some((ct, small)), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call("GET", &off.url("/index.yaml"), None, None).await.0,
+        200
+    );
+
+    let bearer = ChartMuseum::start(MuseumConfig {
+        bearer_token: Some("tok".into()),
+        anonymous_get: true,
+        ..MuseumConfig::default()
+    });
+    assert_eq!(
+        call("GET", &bearer.url("/index.yaml"), None, None).await.0,
+        200
+    );
+    assert_eq!(
+        call("GET", &bearer.url("/api/charts"), None, None).await.0,
+        200
+    );
+    let (status, _) = call(
+        "POST",
+        &bearer.url("/api/charts"),
+        Some((ct, b"x".to_vec())),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+// ---------------------------------------------------------------- ferry chart push → ChartMuseum
+
+/// A packaged chart file `dir/<name>-<version>.tgz`; `extra` changes its bytes.
+fn tgz_file(dir: &Path, name: &str, version: &str, extra: &str) -> PathBuf {
+    let file = dir.join(format!("{name}-{version}.tgz"));
+    std::fs::write(&file, tgz_of(name, version, extra)).unwrap();
+    file
+}
+
+#[test]
+fn museum_push_is_created_then_unchanged_refused_and_forced() {
+    let cm = ChartMuseum::start(MuseumConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = tgz_file(dir.path(), "demo", "1.0.0", "first");
+    let url = cm.url("");
+    let o = ferry(
+        &["chart", "push", v1.to_str().unwrap(), &url, "--json"],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let doc = json(&o);
+    let first = std::fs::read(&v1).unwrap();
+    assert_eq!(doc["result"], "created");
+    assert_eq!(doc["digest"], sha256(&first));
+    assert_eq!(doc["destination"], cm.url("/api/charts"));
+    assert_eq!(
+        cm.stored("", "demo-1.0.0.tgz").unwrap(),
+        first,
+        "the archive is uploaded byte for byte"
+    );
+    let posts = cm.seen_with("POST");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].content_type.as_deref(), Some("application/gzip"));
+    assert_eq!(posts[0].query, None);
+
+    // Same bytes again: unchanged, nothing sent.
+    let o = ferry(&["chart", "push", v1.to_str().unwrap(), &url], &[]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).starts_with("unchanged demo 1.0.0"), "{}", out(&o));
+    assert_eq!(cm.seen_with("POST").len(), 1);
+
+    // Other bytes under the same version: refused, exit 7, nothing sent.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let v1b = tgz_file(&other, "demo", "1.0.0", "second");
+    let second = std::fs::read(&v1b).unwrap();
+    let o = ferry(
+        &["chart", "push", v1b.to_str().unwrap(), &url, "--json"],
+        &[],
+    );
+    assert_eq!(code(&o), 7, "{}", err(&o));
+    let doc = json(&o);
+    assert_eq!(
+        (doc["result"].as_str(), doc["previous"].as_str()),
+        (Some("refused"), Some(sha256(&first).as_str()))
+    );
+    assert!(
+        err(&o).contains("already exists") && err(&o).contains("--force"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(cm.stored("", "demo-1.0.0.tgz").unwrap(), first);
+    assert_eq!(cm.seen_with("POST").len(), 1);
+
+    // A dry run says what --force would do and sends nothing.
+    let o = ferry(
+        &[
+            "chart",
+            "push",
+            v1b.to_str().unwrap(),
+            &url,
+            "--force",
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        out(&o).starts_with("would replace demo 1.0.0"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(cm.seen_with("POST").len(), 1);
+
+    let o = ferry(
+        &[
+            "chart",
+            "push",
+            v1b.to_str().unwrap(),
+            &url,
+            "--force",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(json(&o)["result"], "replaced");
+    assert_eq!(cm.stored("", "demo-1.0.0.tgz").unwrap(), second);
+    let posts = cm.seen_with("POST");
+    assert_eq!((posts.len(), posts[1].query.as_deref()), (2, Some("force")));
+}
+
+#[test]
+fn museum_push_packages_a_directory_and_finds_the_multitenant_api_under_the_context_path() {
+    let cm = ChartMuseum::start(MuseumConfig {
+        depth: 2,
+        context_path: "/museum".into(),
+        ..MuseumConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let root = chart_dir(dir.path(), "api", "0.0.0");
+    let url = cm.url("/museum/org/team");
+    let o = ferry(
+        &[
+            "chart",
+            "push",
+            root.to_str().unwrap(),
+            &url,
+            "--version",
+            "1.4.2",
+            "--app-version",
+            "1.4.2",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let stored = cm
+        .stored("org/team", "api-1.4.2.tgz")
+        .expect("stored under the tenant's repository");
+    let expected = package_dir(
+        &root,
+        &PackageOptions {
+            version: Some("1.4.2".into()),
+            app_version: Some("1.4.2".into()),
+            mtime: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(stored, expected.archive.to_vec());
+    let seen = cm.seen();
+    assert_eq!(
+        seen[0].path, "/museum/org/team/index.yaml",
+        "the context path comes from index.yaml"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "POST" && s.path == "/museum/api/org/team/charts"),
+        "{seen:?}"
+    );
+    // Packaging is deterministic, so a second run from the directory is a no-op.
+    let o = ferry(
+        &[
+            "chart",
+            "push",
+            root.to_str().unwrap(),
+            &url,
+            "--version",
+            "1.4.2",
+            "--app-version",
+            "1.4.2",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).starts_with("unchanged api 1.4.2"), "{}", out(&o));
+    // --context-path overrides index.yaml (so no GET of it).
+    let before = cm.seen().len();
+    let o = ferry(
+        &[
+            "chart",
+            "push",
+            root.to_str().unwrap(),
+            &url,
+            "--version",
+            "1.4.2",
+            "--app-version",
+            "1.4.2",
+            "--context-path",
+            "/museum",
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(cm.seen()[before..]
+        .iter()
+        .all(|s| !s.path.ends_with("index.yaml")));
+}
+
+#[test]
+fn museum_push_sends_the_provenance_file_as_multipart() {
+    let cm = ChartMuseum::start(MuseumConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let tgz = tgz_file(dir.path(), "demo", "1.0.0", "x");
+    std::fs::write(dir.path().join("demo-1.0.0.tgz.prov"), PROV).unwrap();
+    let o = ferry(&["chart", "push", tgz.to_str().unwrap(), &cm.url("")], &[]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        cm.stored("", "demo-1.0.0.tgz").unwrap(),
+        std::fs::read(&tgz).unwrap()
+    );
+    assert_eq!(
+        cm.stored("", "demo-1.0.0.tgz.prov").unwrap(),
+        PROV.as_bytes()
+    );
+    let post = &cm.seen_with("POST")[0];
+    assert!(
+        post.content_type
+            .as_deref()
+            .unwrap()
+            .starts_with("multipart/form-data; boundary="),
+        "{post:?}"
+    );
+    // --prov names another file; a chart directory gets no automatic provenance.
+    let other = dir.path().join("signed.prov");
+    std::fs::write(&other, PROV.replace("...", "again")).unwrap();
+    let o = ferry(
+        &[
+            "chart",
+            "push",
+            tgz.to_str().unwrap(),
+            &cm.url(""),
+            "--prov",
+            other.to_str().unwrap(),
+            "--force",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        String::from_utf8(cm.stored("", "demo-1.0.0.tgz.prov").unwrap())
+            .unwrap()
+            .contains("again")
+    );
+}
+
+#[test]
+fn museum_auth_basic_from_flag_or_env_bearer_from_env_and_401_exits_3() {
+    let cm = ChartMuseum::start(MuseumConfig {
+        basic_auth: Some(("ci".into(), "s3cret".into())),
+        ..MuseumConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tgz = tgz_file(dir.path(), "demo", "1.0.0", "x");
+    let (chart, url) = (tgz.to_str().unwrap(), cm.url(""));
+    let o = ferry(&["chart", "push", chart, &url], &[]);
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(
+        err(&o).contains("HTTP 401") && err(&o).contains("unauthorized"),
+        "{}",
+        err(&o)
+    );
+    let o = ferry(
+        &["chart", "push", chart, &url, "--creds", "ci:wrong-pass"],
+        &[],
+    );
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(
+        !err(&o).contains("wrong-pass") && !out(&o).contains("wrong-pass"),
+        "{}",
+        err(&o)
+    );
+    let o = ferry(
+        &["chart", "push", chart, &url, "--dry-run"],
+        &[
+            ("HELM_REPO_USERNAME", "ci"),
+            ("HELM_REPO_PASSWORD", "s3cret"),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).starts_with("would create"), "{}", out(&o));
+    let o = ferry(
+        &["chart", "push", chart, &url, "--creds", "ci:s3cret"],
+        &[("HELM_REPO_ACCESS_TOKEN", "ignored")],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(cm.seen_with("POST")[0]
+        .authorization
+        .as_deref()
+        .unwrap()
+        .starts_with("Basic "));
+
+    let bearer = ChartMuseum::start(MuseumConfig {
+        bearer_token: Some("tok-123".into()),
+        ..MuseumConfig::default()
+    });
+    let o = ferry(
+        &["chart", "push", chart, &bearer.url("")],
+        &[("HELM_REPO_ACCESS_TOKEN", "tok-123")],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        bearer.seen_with("POST")[0].authorization.as_deref(),
+        Some("Bearer tok-123")
+    );
+    let o = ferry(
+        &["chart", "push", chart, &bearer.url(""), "--force"],
+        &[("HELM_REPO_ACCESS_TOKEN", "tok-999")],
+    );
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(!err(&o).contains("tok-999"), "{}", err(&o));
+}
+
+#[test]
+fn museum_refusals_disabled_api_and_body_limit_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let tgz = tgz_file(dir.path(), "demo", "1.0.0", "x");
+    let chart = tgz.to_str().unwrap();
+
+    let off = ChartMuseum::start(MuseumConfig {
+        disable_api: true,
+        ..MuseumConfig::default()
+    });
+    let o = ferry(&["chart", "push", chart, &off.url("")], &[]);
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    assert!(
+        err(&o).contains("API is disabled") && err(&o).contains("DISABLE_API"),
+        "{}",
+        err(&o)
+    );
+    assert!(off.seen_with("POST").is_empty());
+
+    // The server refuses overwrites even with ?force: the 409 is a refusal (exit 7).
+    let locked = ChartMuseum::start(MuseumConfig {
+        disable_force_overwrite: true,
+        ..MuseumConfig::default()
+    });
+    locked.put("", "demo-1.0.0.tgz", tgz_of("demo", "1.0.0", "older"));
+    let o = ferry(
+        &["chart", "push", chart, &locked.url(""), "--force", "--json"],
+        &[],
+    );
+    assert_eq!(code(&o), 7, "{}", err(&o));
+    assert_eq!(json(&o)["result"], "refused");
+    assert_eq!(locked.seen_with("POST")[0].status, 409);
+
+    // ChartMuseum's default 20 MiB body limit: a chart of incompressible files over it gets 413.
+    let cm = ChartMuseum::start(MuseumConfig::default());
+    let root = chart_dir(dir.path(), "huge", "1.0.0");
+    for i in 0..5 {
+        std::fs::write(root.join(format!("blob-{i}.bin")), noise(4_500_000, i + 1)).unwrap();
+    }
+    let o = ferry(&["chart", "push", root.to_str().unwrap(), &cm.url("")], &[]);
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    assert!(
+        err(&o).contains("HTTP 413") && err(&o).contains("request too large"),
+        "{}",
+        err(&o)
+    );
+
+    // Not a ChartMuseum repository URL: the index.yaml GET says where it looked.
+    let o = ferry(&["chart", "push", chart, &cm.url("/no/such/repo")], &[]);
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    assert!(
+        err(&o).contains("/no/such/repo/index.yaml: HTTP 404"),
+        "{}",
+        err(&o)
+    );
+    let o = ferry(&["chart", "push", chart, "http://charts.example.com"], &[]);
+    assert_eq!(code(&o), 2, "{}", err(&o));
+}

@@ -240,7 +240,15 @@ impl MuseumClient {
         let context = self.context_path().await?;
         let api = self.api_url(&context);
         let previous = self.existing(&api, &chart.meta).await?;
-        let outcome = decide(previous.as_ref().map(|d| d == &chart.digest), options.force);
+        let same = match &previous {
+            Some(d) if d == &chart.digest => match &options.prov {
+                Some(p) => Some(self.stored_prov(chart).await?.as_ref() == Some(p)),
+                None => Some(true),
+            },
+            Some(_) => Some(false),
+            None => None,
+        };
+        let outcome = decide(same, options.force);
         let mut report = PushReport {
             chart: chart.meta.name.clone(),
             version: chart.meta.version.clone(),
@@ -263,6 +271,18 @@ impl MuseumClient {
             report.result = PushOutcome::Refused;
         }
         Ok(report)
+    }
+
+    /// The provenance file the repository serves beside the chart, if any.
+    async fn stored_prov(&self, chart: &Chart) -> Result<Option<Bytes>, ChartError> {
+        let url = self.join_repo(&format!("charts/{}.prov", chart.file_name()));
+        let resp = self
+            .send("get provenance", &url, self.http.get(url.clone()))
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        expect_ok("get provenance", &url, resp).await.map(Some)
     }
 
     fn join_repo(&self, file: &str) -> Url {
