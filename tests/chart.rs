@@ -368,6 +368,9 @@ fn version_and_app_version_rewrite_the_packaged_chart_yaml() {
     );
 }
 
+/// Changes a valid chart directory into an invalid one.
+type Setup = Box<dyn FnOnce(&Path)>;
+
 fn refusal(setup: impl FnOnce(&Path)) -> ChartError {
     let dir = tempfile::tempdir().unwrap();
     let root = chart_dir(dir.path(), "bad", "1.0.0");
@@ -434,7 +437,7 @@ fn helm_size_limits_are_refused_naming_the_file() {
 
 #[test]
 fn chart_yaml_and_subchart_problems_are_refused() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&Path)>)> = vec![
+    let cases: Vec<(&str, Setup)> = vec![
         (
             "Chart.yaml file is missing",
             Box::new(|r| std::fs::remove_file(r.join("Chart.yaml")).unwrap()),
@@ -544,7 +547,8 @@ fn archives_that_helms_loader_refuses_are_refused() {
         bytes::Bytes::from(b.into_inner().unwrap().finish().unwrap())
     };
     let ok = b"apiVersion: v2\nname: a\nversion: 1.0.0\n";
-    let cases: &[(&[(&str, &[u8])], &str)] = &[
+    type Entries<'a> = &'a [(&'a str, &'a [u8])];
+    let cases: &[(Entries, &str)] = &[
         (&[("Chart.yaml", ok)], "chart yaml not in base directory"),
         (
             &[("a/Chart.yaml", ok), ("README", b"x")],
@@ -1212,5 +1216,272 @@ fn museum_refusals_disabled_api_and_body_limit_are_explained() {
         err(&o)
     );
     let o = ferry(&["chart", "push", chart, "http://charts.example.com"], &[]);
+    assert_eq!(code(&o), 2, "{}", err(&o));
+}
+
+// ---------------------------------------------------------------- ferry chart push → OCI
+
+async fn get_json(url: &str, accept: &str) -> (Value, Vec<u8>, Option<String>) {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "GET {url}");
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    (
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        bytes,
+        ct,
+    )
+}
+
+fn manifest_puts(reg: &Registry) -> usize {
+    reg.log()
+        .lines()
+        .filter(|l| l.contains("\"PUT /v2/") && l.contains("/manifests/"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oci_push_writes_helms_format_and_reads_back_with_ferry_copy() {
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = chart_dir(dir.path(), "demo", "0.0.0");
+    write(
+        &root.join("Chart.yaml"),
+        "apiVersion: v2\nname: demo\nversion: 1.2.3+build.7\nappVersion: \"2.0\"\ndescription: A démo\nhome: https://example.com/demo\nsources:\n  - https://git.example.com/demo\n  - https://mirror.example.com/demo\nmaintainers:\n  - name: Ann\n    email: ann@example.com\n  - name: Bob\nkeywords: [web]\nannotations:\n  org.opencontainers.image.title: cannot-override\n  team: payments\n",
+    );
+    let chart = package_dir(&root, &PackageOptions::default()).unwrap();
+    let tgz = dir.path().join("demo-1.2.3+build.7.tgz");
+    std::fs::write(&tgz, &chart.archive).unwrap();
+    std::fs::write(dir.path().join("demo-1.2.3+build.7.tgz.prov"), PROV).unwrap();
+    let dest = format!("oci://{}/charts", reg.addr);
+    let o = ferry(
+        &["chart", "push", tgz.to_str().unwrap(), &dest, "--json"],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let report = json(&o);
+    assert_eq!(report["result"], "created");
+    assert_eq!(
+        report["destination"],
+        format!("{}/charts/demo:1.2.3_build.7", reg.addr)
+    );
+    assert_eq!(report["digest"], sha256(&chart.archive));
+
+    // The manifest, field by field.
+    let url = format!("http://{}/v2/charts/demo/manifests/1.2.3_build.7", reg.addr);
+    let (m, bytes, ct) = get_json(&url, "application/vnd.oci.image.manifest.v1+json").await;
+    assert_eq!(
+        ct.as_deref(),
+        Some("application/vnd.oci.image.manifest.v1+json")
+    );
+    assert_eq!(report["manifest"], sha256(&bytes));
+    let keys: Vec<&str> = m.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["annotations", "config", "layers", "schemaVersion"],
+        "no mediaType, artifactType or subject"
+    );
+    assert!(std::str::from_utf8(&bytes)
+        .unwrap()
+        .starts_with("{\"schemaVersion\":2,\"config\":{"));
+    assert_eq!(m["schemaVersion"], 2);
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.cncf.helm.config.v1+json"
+    );
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    let digests: Vec<&str> = layers
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    let mut sorted = digests.clone();
+    sorted.sort();
+    assert_eq!(digests, sorted, "layers are sorted by digest, as Helm does");
+    let content = layers
+        .iter()
+        .find(|l| l["mediaType"] == "application/vnd.cncf.helm.chart.content.v1.tar+gzip")
+        .unwrap();
+    let prov = layers
+        .iter()
+        .find(|l| l["mediaType"] == "application/vnd.cncf.helm.chart.provenance.v1.prov")
+        .unwrap();
+    assert_eq!(
+        (
+            content["digest"].as_str().unwrap(),
+            content["size"].as_u64().unwrap()
+        ),
+        (sha256(&chart.archive).as_str(), chart.archive.len() as u64)
+    );
+    assert_eq!(prov["digest"].as_str().unwrap(), sha256(PROV.as_bytes()));
+    for d in [&m["config"], content, prov] {
+        let keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["digest", "mediaType", "size"],
+            "plain descriptors: {d}"
+        );
+    }
+    let a = &m["annotations"];
+    let oci = |k: &str| {
+        a[format!("org.opencontainers.image.{k}")]
+            .as_str()
+            .map(String::from)
+    };
+    assert_eq!(oci("title").as_deref(), Some("demo"));
+    assert_eq!(oci("version").as_deref(), Some("1.2.3+build.7"));
+    assert_eq!(oci("description").as_deref(), Some("A d\\u00e9mo"));
+    assert_eq!(oci("url").as_deref(), Some("https://example.com/demo"));
+    assert_eq!(
+        oci("source").as_deref(),
+        Some("https://git.example.com/demo")
+    );
+    assert_eq!(
+        oci("authors").as_deref(),
+        Some("Ann (ann@example.com), Bob")
+    );
+    assert_eq!(a["team"], "payments");
+    let mtime = std::fs::metadata(&tgz).unwrap().modified().unwrap();
+    assert_eq!(
+        oci("created"),
+        Some(ferry::chart::oci::rfc3339(mtime)),
+        "created is the archive's mtime"
+    );
+    assert_eq!(a.as_object().unwrap().len(), 8);
+
+    // The config blob is Chart.yaml as Helm's JSON.
+    let cfg_url = format!(
+        "http://{}/v2/charts/demo/blobs/{}",
+        reg.addr,
+        m["config"]["digest"].as_str().unwrap()
+    );
+    let (_, config, _) = get_json(&cfg_url, "*/*").await;
+    assert_eq!(
+        String::from_utf8(config).unwrap(),
+        r#"{"name":"demo","home":"https://example.com/demo","sources":["https://git.example.com/demo","https://mirror.example.com/demo"],"version":"1.2.3+build.7","description":"A démo","keywords":["web"],"maintainers":[{"name":"Ann","email":"ann@example.com"},{"name":"Bob"}],"apiVersion":"v2","appVersion":"2.0","annotations":{"org.opencontainers.image.title":"cannot-override","team":"payments"}}"#
+    );
+
+    // ferry copy reads it back into an OCI layout: the same manifest and chart bytes.
+    let layout = dir.path().join("layout");
+    let src = format!("{}/charts/demo:1.2.3_build.7", reg.addr);
+    let o = tokio::task::spawn_blocking(move || {
+        let dst = format!("oci:{}:demo", layout.display());
+        (ferry(&["copy", &src, &dst], &[]), layout)
+    })
+    .await
+    .unwrap();
+    let (o, layout) = o;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let blob = |d: &str| {
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    assert_eq!(blob(&sha256(&chart.archive)), chart.archive.to_vec());
+    assert_eq!(blob(&sha256(&bytes)), bytes);
+    assert_eq!(blob(&sha256(PROV.as_bytes())), PROV.as_bytes());
+}
+
+#[test]
+fn oci_push_is_unchanged_refused_or_forced_like_a_tag() {
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = chart_dir(dir.path(), "api", "1.0.0");
+    let dest = format!("oci://{}/team/charts", reg.addr);
+    let o = ferry(&["chart", "push", root.to_str().unwrap(), &dest], &[]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        out(&o).starts_with(&format!(
+            "created api 1.0.0 → {}/team/charts/api:1.0.0",
+            reg.addr
+        )),
+        "{}",
+        out(&o)
+    );
+    let puts = manifest_puts(&reg);
+    assert_eq!(puts, 1);
+
+    // The same chart (packaged again: same bytes) is unchanged; nothing is written.
+    let o = ferry(
+        &["chart", "push", root.to_str().unwrap(), &dest, "--json"],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(json(&o)["result"], "unchanged");
+    assert_eq!(manifest_puts(&reg), puts);
+
+    // Other bytes under the same version: refused (exit 7), the tag stays.
+    write(&root.join("templates/extra.yaml"), "kind: Service\n");
+    let o = ferry(
+        &["chart", "push", root.to_str().unwrap(), &dest, "--json"],
+        &[],
+    );
+    assert_eq!(code(&o), 7, "{}", err(&o));
+    let refused = json(&o);
+    assert_eq!(refused["result"], "refused");
+    assert!(err(&o).contains("already exists"), "{}", err(&o));
+    assert_eq!(manifest_puts(&reg), puts);
+    let o = ferry(
+        &[
+            "chart",
+            "push",
+            root.to_str().unwrap(),
+            &dest,
+            "--dry-run",
+            "--force",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(
+        (code(&o), json(&o)["result"].as_str()),
+        (0, Some("replaced"))
+    );
+    assert_eq!(manifest_puts(&reg), puts);
+
+    // --force moves the tag to the new chart.
+    let o = ferry(
+        &[
+            "chart",
+            "push",
+            root.to_str().unwrap(),
+            &dest,
+            "--force",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let replaced = json(&o);
+    assert_eq!(replaced["result"], "replaced");
+    assert_eq!(replaced["previous"], refused["previous"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("http://{}/v2/team/charts/api/manifests/1.0.0", reg.addr);
+    let (m, bytes, _) = rt.block_on(get_json(&url, "application/vnd.oci.image.manifest.v1+json"));
+    assert_eq!(replaced["manifest"], sha256(&bytes));
+    assert_eq!(m["layers"][0]["digest"], replaced["digest"]);
+    assert_ne!(replaced["digest"], refused["previous"]);
+
+    // A destination that is not a valid repository name is bad input (exit 2).
+    let o = ferry(
+        &[
+            "chart",
+            "push",
+            root.to_str().unwrap(),
+            &format!("oci://{}/UPPER", reg.addr),
+        ],
+        &[],
+    );
     assert_eq!(code(&o), 2, "{}", err(&o));
 }
