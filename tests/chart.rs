@@ -1091,6 +1091,25 @@ fn museum_push_sends_the_provenance_file_as_multipart() {
             .unwrap()
             .contains("again")
     );
+    // The same chart and provenance again: unchanged; the chart with the other provenance file
+    // (the one beside the archive) is a change, refused without --force.
+    let posts = cm.seen_with("POST").len();
+    let o = ferry(
+        &[
+            "chart",
+            "push",
+            tgz.to_str().unwrap(),
+            &cm.url(""),
+            "--prov",
+            other.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).starts_with("unchanged"), "{}", out(&o));
+    let o = ferry(&["chart", "push", tgz.to_str().unwrap(), &cm.url("")], &[]);
+    assert_eq!(code(&o), 7, "{}", err(&o));
+    assert_eq!(cm.seen_with("POST").len(), posts);
 }
 
 #[test]
