@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod error;
+mod http;
 pub mod ignore;
 pub mod meta;
 pub mod museum;
