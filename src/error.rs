@@ -83,6 +83,10 @@ pub enum Error {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
 
+    /// Packaging or publishing a Helm chart failed.
+    #[error(transparent)]
+    Chart(Box<crate::chart::ChartError>),
+
     /// The registry answered with an error status.
     #[error("{op} {target} at {registry}/{repository}: HTTP {status}{}{}{}", fmt_codes(.codes), fmt_body(.body), fmt_attempts(*.attempts))]
     Registry {
@@ -239,6 +243,12 @@ pub enum Error {
     /// Several independent failures (e.g. several blobs of one copy).
     #[error("{} operations failed; first: {}", .0.len(), .0[0])]
     Many(Vec<Error>),
+}
+
+impl From<crate::chart::ChartError> for Error {
+    fn from(e: crate::chart::ChartError) -> Self {
+        Error::Chart(Box::new(e))
+    }
 }
 
 /// One problem in a plan file, with the line and column (1-based) it was found at.

@@ -154,6 +154,10 @@ fn every_subcommand_has_its_own_summary() {
             "tag",
             "Point more tags of the same repository at an image (no blob requests)",
         ),
+        (
+            "chart",
+            "Package a Helm chart, or publish one to an OCI registry or ChartMuseum (guarded)",
+        ),
     ];
     let top = String::from_utf8_lossy(&ferry(&["--help"]).stdout).to_string();
     let listed: Vec<(String, String)> = top

@@ -1,5 +1,6 @@
 //! Command-line interface: clap arguments → resolved settings → library calls; exit codes.
 
+mod chart;
 mod copy;
 mod endpoints;
 pub mod progress;
@@ -53,11 +54,14 @@ pub enum Command {
     Promote(promote::PromoteArgs),
     /// Point more tags of the same repository at an image (no blob requests).
     Tag(tag::TagArgs),
+    /// Package a Helm chart, or publish one to an OCI registry or ChartMuseum (guarded).
+    Chart(chart::ChartArgs),
 }
 
 impl Cli {
     pub async fn run(self) -> Result<(), Error> {
         match self.command {
+            Command::Chart(args) => chart::run(args).await,
             Command::Copy(args) => copy::run(args).await,
             Command::Promote(args) => promote::run(args).await,
             Command::Tag(args) => tag::run(args).await,
@@ -101,6 +105,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::DestinationDigest { .. } => exit::VERIFY,
         Error::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,
         Error::TagRefused { .. } => exit::REFUSED,
+        Error::Chart(c) => chart::exit_code(c),
         Error::Manifest(_) | Error::ManifestTooLarge { .. } => exit::FAILED,
         Error::Transport { .. }
         | Error::Layout { .. }
