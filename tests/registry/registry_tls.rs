@@ -1,15 +1,13 @@
 //! HTTPS to a real docker-registry serving a test certificate: refused by default, trusted with
 //! `ca_file`, accepted blindly with `tls_verify = false`.
-mod registry_common;
-mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::registry_common::*;
 use ferry::error::Error;
 use ferry::store::registry::{RegistryClient, RegistryOptions};
 use ferry::store::Store;
-use registry_common::*;
 
 /// A docker-registry with `http.tls`; killed on drop.
 struct TlsRegistry {
@@ -26,7 +24,8 @@ impl Drop for TlsRegistry {
 }
 
 fn start_tls_registry() -> TlsRegistry {
-    let bin = support::registry::which("docker-registry").expect("docker-registry not installed");
+    let bin =
+        crate::support::registry::which("docker-registry").expect("docker-registry not installed");
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .unwrap();

@@ -1,16 +1,15 @@
 //! LayoutStore reads layouts written by the fixtures, writes layouts that skopeo and umoci accept
 //! with digests unchanged, and never leaves a wrong or partial blob behind.
-mod support;
 
 use std::path::Path;
 
+use crate::support::fixtures::{self, ImageSpec};
 use bytes::Bytes;
 use ferry::manifest::{self, Children, Descriptor, RawManifest};
 use ferry::store::layout::LayoutStore;
 use ferry::store::{BlobSource, BlobStream, Store, StoreBlob, Target};
 use ferry::{Digest, Error};
 use futures::StreamExt;
-use support::fixtures::{self, ImageSpec};
 
 fn tag(t: &str) -> Target {
     Target::Tag(t.to_string())
@@ -183,7 +182,7 @@ async fn a_copy_written_blob_by_blob_is_accepted_by_umoci_and_skopeo() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_arch_indexes_keep_their_digest_layout_to_layout() {
-    let reg = support::registry::Registry::start();
+    let reg = crate::support::registry::Registry::start();
     let work = tempfile::tempdir().unwrap();
     let src_dir = work.path().join("src");
     let oci = fixtures::write_layout(

@@ -1,18 +1,16 @@
 //! Authentication against the real docker-registry: HTTP Basic (htpasswd) and the bearer-token
 //! flow with an in-process token server (scopes, mounts, refused access, token refresh).
-mod registry_common;
-mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::registry_common::*;
+use crate::support::registry::{Registry, RegistryConfig};
+use crate::support::token_server::{Grant, TokenConfig, TokenServer};
 use ferry::creds::CredentialSource;
 use ferry::error::Error;
 use ferry::manifest::{self, Children};
 use ferry::store::{Store, Target};
-use registry_common::*;
-use support::registry::{Registry, RegistryConfig};
-use support::token_server::{Grant, TokenConfig, TokenServer};
 
 const PASSWORD: &str = "ferry-test-password";
 

@@ -1,9 +1,8 @@
 //! The fault server's registry personalities, driven with plain HTTP: each quirk must be live
 //! (so the upload tests that rely on it can fail).
-mod support;
 
+use crate::support::fault_server::{FaultConfig, FaultServer, Personality, Quirks};
 use reqwest::{Client, Response};
-use support::fault_server::{FaultConfig, FaultServer, Personality, Quirks};
 
 const MIB: usize = 1024 * 1024;
 

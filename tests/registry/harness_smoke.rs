@@ -1,9 +1,8 @@
 //! The harness starts a real registry that answers the /v2/ ping.
-mod support;
 
 #[test]
 fn registry_starts_and_answers() {
-    let reg = support::registry::Registry::start();
+    let reg = crate::support::registry::Registry::start();
     let out = std::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
         .arg(format!("http://{}/v2/", reg.addr))

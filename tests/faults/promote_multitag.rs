@@ -1,16 +1,15 @@
 //! The single-request multi-tag PUT (`PUT .../manifests/<digest>?tag=a&tag=b`, answered with
 //! `OCI-Tag`) against the fault server, which supports it; and the fall-back to one PUT per tag
 //! when a registry refuses the query form.
-mod support;
 
 use std::sync::Arc;
 
+use crate::support::fault_server::{Fault, FaultConfig, FaultServer, Kind, Logged};
 use ferry::copy::RegistryLimits;
 use ferry::manifest::{RawManifest, OCI_MANIFEST};
 use ferry::promote::{Job, Outcome, Overwrite, PromoteOptions, Promoter, Route, SilentPlan};
 use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore};
 use ferry::store::{Store, Target};
-use support::fault_server::{Fault, FaultConfig, FaultServer, Kind, Logged};
 
 /// A small image (config + one layer) stored in `repo` as `tag`; blobs visible everywhere.
 fn image(server: &FaultServer, repo: &str, tag: &str) -> RawManifest {

@@ -1,16 +1,15 @@
 //! The copy engine against the real docker-registry, refereed by skopeo and umoci.
-mod support;
 
 use std::sync::Arc;
 
+use crate::support::fixtures::{self, ImageSpec};
+use crate::support::registry::Registry;
 use ferry::copy::{Copier, CopyOptions, CopyReport, Selection};
 use ferry::manifest::{Children, RawManifest};
 use ferry::progress::Silent;
 use ferry::store::layout::LayoutStore;
 use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore};
 use ferry::store::{Store, Target};
-use support::fixtures::{self, ImageSpec};
-use support::registry::Registry;
 
 fn store(reg: &Registry, repo: &str) -> RegistryStore {
     let client = RegistryClient::new(&reg.addr, RegistryOptions::default()).unwrap();
@@ -290,7 +289,7 @@ async fn registry_to_layout_and_back() {
 
 #[tokio::test]
 async fn a_wrong_digest_at_the_source_leaves_nothing_tagged() {
-    use support::fault_server::{FaultConfig, FaultServer};
+    use crate::support::fault_server::{FaultConfig, FaultServer};
     let fake = FaultServer::start(FaultConfig::new());
     let good = fake.put_blob(vec![7u8; 4096]);
     let bad = fake.put_corrupt_blob(&vec![9u8; 300_000]);

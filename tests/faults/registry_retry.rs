@@ -1,15 +1,13 @@
 //! Retries against the fault server: 5xx and 429 with `Retry-After`, bounded attempts, refused
 //! connections, uploads started again after a failure, and blob reads resumed after a dropped body.
-mod registry_common;
-mod support;
 
 use std::time::{Duration, Instant};
 
+use crate::registry_common::*;
+use crate::support::fault_server::{Fault, FaultConfig, FaultServer, Kind, Logged, Quirks};
 use ferry::error::Error;
 use ferry::manifest::{self, RawManifest};
 use ferry::store::{Store, Target};
-use registry_common::*;
-use support::fault_server::{Fault, FaultConfig, FaultServer, Kind, Logged, Quirks};
 
 fn small_manifest() -> RawManifest {
     let cfg = MemBlob::new("{}").descriptor("application/vnd.oci.image.config.v1+json");

@@ -1,17 +1,15 @@
 //! Bulk promotion against the real docker-registry: global blob de-duplication over a 30-image
 //! plan, all-or-nothing when an image fails (before or during preparation), `--no-atomic`, and
 //! plan files whose problems are reported with file and line.
-mod promote_common;
-mod support;
 
 use std::path::Path;
 
+use crate::promote_common::*;
+use crate::support::fixtures::{seed_registry, write_layout, BuiltImage};
+use crate::support::registry::Registry;
 use ferry::error::Error;
 use ferry::promote::{ImageStatus, Outcome, Overwrite, Plan, Vars};
 use ferry::reference::ImageRef;
-use promote_common::*;
-use support::fixtures::{seed_registry, write_layout, BuiltImage};
-use support::registry::Registry;
 
 /// Writes `n` small images sharing one base layer and seeds them as `ci/app{i}:build`,
 /// four skopeo processes at a time.

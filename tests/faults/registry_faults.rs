@@ -1,14 +1,12 @@
 //! What a real registry will not do on demand, from the fault server: redirects and upload
 //! sessions on another host, oversized or lying manifests, HEADs without digests, paginated tags.
-mod registry_common;
-mod support;
 
+use crate::registry_common::*;
+use crate::support::fault_server::{FaultConfig, FaultServer, Kind, Quirks};
 use ferry::error::Error;
 use ferry::manifest::{self, RawManifest};
 use ferry::store::registry::{RegistryClient, RegistryOptions, RetryPolicy};
 use ferry::store::{Store, Target};
-use registry_common::*;
-use support::fault_server::{FaultConfig, FaultServer, Kind, Quirks};
 
 fn small_manifest() -> RawManifest {
     let cfg = MemBlob::new("{}").descriptor("application/vnd.oci.image.config.v1+json");

@@ -3,12 +3,13 @@
 //! `OCI-Chunk-Min-Length`, a flaky one). Each test checks the image arrived intact (every blob
 //! re-hashed at the destination, the tag on the right digest) and how it got there (strategies,
 //! chunk sizes, refusals, resume offsets) from the client's stats and the server's log.
-mod support;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::support::fault_server::{FaultConfig, FaultServer, Kind, Logged, Personality};
+use crate::support::fixtures::{self, BuiltImage, ImageSpec};
 use ferry::copy::{Copier, CopyOptions, CopyReport};
 use ferry::manifest::Descriptor;
 use ferry::progress::Reporter;
@@ -19,8 +20,6 @@ use ferry::store::registry::{
 use ferry::store::BlobOutcome;
 use ferry::store::{Store, Target};
 use ferry::Digest;
-use support::fault_server::{FaultConfig, FaultServer, Kind, Logged, Personality};
-use support::fixtures::{self, BuiltImage, ImageSpec};
 
 const MIB: u64 = 1024 * 1024;
 const REPO: &str = "team/app";

@@ -2,8 +2,6 @@
 //! resume inside a chunk, a lost session, a 416 for a chunk's size, bounded retries, wrong bytes,
 //! cancellation when the upload is dropped, streamed resume, the announced minimum chunk length,
 //! single-request uploads, and downloads resumed with `Range` (or re-read when it is ignored).
-mod registry_common;
-mod support;
 
 use std::time::Duration;
 
@@ -11,11 +9,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
+use crate::registry_common::*;
+use crate::support::fault_server::{Fault, FaultConfig, FaultServer, Kind, Logged, Quirks};
 use ferry::error::Error;
 use ferry::store::registry::{RegistryStore, UploadStrategy};
 use ferry::store::{BlobSource, BlobStream, Store, StoreBlob};
-use registry_common::*;
-use support::fault_server::{Fault, FaultConfig, FaultServer, Kind, Logged, Quirks};
 
 const MIB: u64 = 1024 * 1024;
 

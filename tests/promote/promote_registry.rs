@@ -1,13 +1,11 @@
 //! Promotion of one image against the real docker-registry: the three routes and what each sends,
 //! the guards (expected digest, existing tags, --force), dry runs, and the multi-tag fallback.
-mod promote_common;
-mod support;
 
+use crate::promote_common::*;
+use crate::support::fixtures::ImageSpec;
+use crate::support::registry::Registry;
 use ferry::error::Error;
 use ferry::promote::{ImageStatus, Outcome, Route, TagAction};
-use promote_common::*;
-use support::fixtures::ImageSpec;
-use support::registry::Registry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_repository_retag_sends_no_blob_request() {
@@ -132,7 +130,7 @@ async fn cross_registry_promotion_copies_then_tags_and_learns_multi_tag_put() {
             );
         }
     }
-    let raw = support::fixtures::inspect_raw(&format!("docker://{}/prod/a:1.0", dst.addr));
+    let raw = crate::support::fixtures::inspect_raw(&format!("docker://{}/prod/a:1.0", dst.addr));
     assert_eq!(
         ferry::Digest::of(&raw),
         a.digest,

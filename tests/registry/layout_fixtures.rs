@@ -1,13 +1,12 @@
 //! The test-image builder makes images that independent tools (skopeo, umoci, a registry) accept
 //! with their digests unchanged.
-mod support;
 
 use std::io::Read;
 use std::path::Path;
 
+use crate::support::fixtures::{self, ImageSpec, Kind};
+use crate::support::registry::Registry;
 use ferry::Digest;
-use support::fixtures::{self, ImageSpec, Kind};
-use support::registry::Registry;
 
 fn blob(dir: &Path, d: &Digest) -> Vec<u8> {
     std::fs::read(dir.join("blobs/sha256").join(d.hex())).unwrap()

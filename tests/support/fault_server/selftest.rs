@@ -1,13 +1,11 @@
 //! The fault server, driven with plain HTTP: it must behave like a registry (uploads of every
 //! kind, mounts, ranges, manifests) and inject each fault it promises, counting what it saw.
 
-mod support;
-
+use crate::support::fault_server::{Fault, FaultConfig, FaultServer, Kind};
 use bytes::Bytes;
 use ferry::Digest;
 use futures::StreamExt;
 use reqwest::{Client, Method, Response, StatusCode};
-use support::fault_server::{Fault, FaultConfig, FaultServer, Kind};
 
 fn client() -> Client {
     Client::new()

@@ -1,19 +1,17 @@
 //! Upload strategies against the real docker-registry (distribution 2.8): forced small chunks
 //! through the copy engine (refereed by skopeo), every strategy for a blob through
 //! `upload_with`, and auto with its single-`POST` probe remembered.
-mod registry_common;
-mod support;
 
 use std::sync::Arc;
 
+use crate::registry_common::{bytes_of, log_lines, read_all, MemBlob};
+use crate::support::fixtures::{self, ImageSpec};
+use crate::support::registry::Registry;
 use ferry::copy::{Copier, CopyOptions};
 use ferry::progress::Silent;
 use ferry::store::layout::LayoutStore;
 use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, UploadStrategy};
 use ferry::store::{Store, Target};
-use registry_common::{bytes_of, log_lines, read_all, MemBlob};
-use support::fixtures::{self, ImageSpec};
-use support::registry::Registry;
 
 const MIB: u64 = 1024 * 1024;
 

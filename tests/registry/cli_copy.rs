@@ -1,10 +1,9 @@
 //! The `ferry` binary: result output, exit codes and error messages.
-mod support;
 
 use std::process::{Command, Output};
 
-use support::fixtures::{self, ImageSpec};
-use support::registry::Registry;
+use crate::support::fixtures::{self, ImageSpec};
+use crate::support::registry::Registry;
 
 fn ferry(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -188,7 +187,7 @@ fn every_subcommand_has_its_own_summary() {
 fn credentials_from_docker_config_and_flags() {
     use base64::Engine;
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/htpasswd");
-    let reg = Registry::start_with(support::registry::RegistryConfig {
+    let reg = Registry::start_with(crate::support::registry::RegistryConfig {
         auth_yaml: Some(format!(
             "  htpasswd:\n    realm: ferry-test\n    path: {path}\n"
         )),
@@ -260,7 +259,7 @@ fn per_repository_credentials_from_the_auth_file() {
     use base64::Engine;
     let work = tempfile::tempdir().unwrap();
     let htpasswd = work.path().join("htpasswd");
-    let fixture = include_str!("fixtures/htpasswd").trim();
+    let fixture = include_str!("../fixtures/htpasswd").trim();
     // A second user, bcrypt like the fixture (made with perl's crypt, as the fixture's README says).
     let other = Command::new("perl")
         .args([
@@ -272,7 +271,7 @@ fn per_repository_credentials_from_the_auth_file() {
     let other = String::from_utf8(other.stdout).unwrap();
     assert!(other.starts_with("$2b$"), "bcrypt from perl: {other}");
     std::fs::write(&htpasswd, format!("{fixture}\nother:{other}\n")).unwrap();
-    let reg = Registry::start_with(support::registry::RegistryConfig {
+    let reg = Registry::start_with(crate::support::registry::RegistryConfig {
         auth_yaml: Some(format!(
             "  htpasswd:\n    realm: ferry-test\n    path: {}\n",
             htpasswd.display()

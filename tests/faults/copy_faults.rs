@@ -2,13 +2,14 @@
 //! monolithic PUT (unseen by the registry, as behind a proxy, or cut after the registry kept
 //! bytes), a dropped PATCH after that, a dropped download, each resumed with the bytes asserted;
 //! and errors that name their side (a destination 404 is not "source not found").
-mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::support::fault_server::{Fault, FaultConfig, FaultServer, Kind, Quirks};
+use crate::support::fixtures::{self, BuiltImage, ImageSpec};
 use ferry::copy::{Copier, CopyOptions};
 use ferry::error::Side;
 use ferry::progress::Silent;
@@ -17,8 +18,6 @@ use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, Ret
 use ferry::store::sided::Sided;
 use ferry::store::{Store, Target};
 use ferry::Digest;
-use support::fault_server::{Fault, FaultConfig, FaultServer, Kind, Quirks};
-use support::fixtures::{self, BuiltImage, ImageSpec};
 
 const MIB: u64 = 1024 * 1024;
 const REPO: &str = "team/app";

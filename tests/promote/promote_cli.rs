@@ -1,13 +1,11 @@
 //! The `ferry promote` and `ferry tag` binaries against the real docker-registry: exit codes of
 //! the guards (6, 7), plan errors (2, with file:line), `--json` after a dry run and a real run.
-mod promote_common;
-mod support;
 
 use std::process::{Command, Output};
 
-use promote_common::*;
+use crate::promote_common::*;
+use crate::support::registry::Registry;
 use serde_json::Value;
-use support::registry::Registry;
 
 fn ferry(args: &[&str]) -> Output {
     let empty_auth = std::env::temp_dir().join("ferry-promote-cli-no-auth.json");

@@ -1,0 +1,10 @@
+//! Promotion tests: plans, guards, the atomic run, the CLI, against the real `docker-registry`. One binary: they share the registry harness and the promotion helpers.
+
+#[path = "../promote_common/mod.rs"]
+mod promote_common;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod promote_cli;
+mod promote_plan;
+mod promote_registry;

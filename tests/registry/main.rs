@@ -1,0 +1,17 @@
+//! Tests against the real `docker-registry` (distribution 2.8) and OCI layouts, with skopeo and umoci as referees: the store contracts, auth (Basic, bearer, per-repository credentials), TLS, uploads, copies, the CLI, credential files. One binary: they share the registry harness and the fixtures.
+
+#[path = "../registry_common/mod.rs"]
+mod registry_common;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli_copy;
+mod copy_registry;
+mod creds_config;
+mod harness_smoke;
+mod layout_fixtures;
+mod layout_store;
+mod registry_auth;
+mod registry_store;
+mod registry_tls;
+mod upload_real_registry;
