@@ -110,6 +110,9 @@ pub enum Error {
         target: String,
         message: String,
         attempts: u32,
+        /// The HTTP client's error (its URL removed), for callers walking `source()`.
+        #[source]
+        cause: Option<Box<reqwest::Error>>,
     },
 
     /// Authentication failed or credentials were refused.

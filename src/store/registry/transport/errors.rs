@@ -52,10 +52,15 @@ impl Ctx {
 
     /// A connection-level failure; the message never contains the URL (queries may hold secrets).
     pub fn transport(&self, err: reqwest::Error) -> Error {
-        self.transport_message(describe(err))
+        let err = err.without_url();
+        self.transport_error(describe_ref(&err), Some(Box::new(err)))
     }
 
     pub fn transport_message(&self, message: String) -> Error {
+        self.transport_error(message, None)
+    }
+
+    fn transport_error(&self, message: String, cause: Option<Box<reqwest::Error>>) -> Error {
         Error::Transport {
             op: self.op,
             registry: self.registry.clone(),
@@ -63,6 +68,7 @@ impl Ctx {
             target: self.target.clone(),
             message,
             attempts: 1,
+            cause,
         }
     }
 
@@ -82,9 +88,13 @@ impl Ctx {
 
 /// A reqwest error and its causes, without the URL.
 pub fn describe(err: reqwest::Error) -> String {
-    let err = err.without_url();
+    describe_ref(&err.without_url())
+}
+
+/// [`describe`] of an error whose URL was already removed.
+fn describe_ref(err: &reqwest::Error) -> String {
     let mut parts = vec![err.to_string()];
-    let mut source = std::error::Error::source(&err);
+    let mut source = std::error::Error::source(err);
     while let Some(s) = source {
         let text = s.to_string();
         if !parts.iter().any(|p| p.contains(&text)) {

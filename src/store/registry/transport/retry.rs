@@ -351,6 +351,7 @@ mod tests {
             target: "t".into(),
             message: "connection closed".into(),
             attempts: 1,
+            cause: None,
         }
     }
 
