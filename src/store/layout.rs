@@ -2,25 +2,28 @@
 //!
 //! Tags are `index.json` entries annotated `org.opencontainers.image.ref.name`. Blobs are written
 //! to a temp file beside the blobs, verified while they stream, then renamed into place, so a blob
-//! file is either complete and correct or absent. `index.json` is replaced atomically, and
-//! concurrent `put_manifest` calls on one `LayoutStore` are serialised so no update is lost (other
-//! processes or other `LayoutStore`s on the same directory are not coordinated with).
+//! file is either complete and correct or absent. `index.json` is replaced atomically, and every
+//! read-merge-replace of it holds the layout's writer lock (`.ferry/lock`, an advisory `flock`),
+//! so concurrent writers, in this process or others, lose no tag.
 
 mod blobs;
 mod index;
+mod workdir;
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
 use self::blobs::Blobs;
-use self::index::{layout_err, write_atomic, IndexFile};
+use self::index::{layout_err, write_atomic, write_atomic_sync, IndexFile};
+use self::workdir::WriterLock;
 use crate::digest::Digest;
 use crate::error::{Error, Op, Result};
 use crate::manifest::{Children, Descriptor, ManifestError, RawManifest, MAX_MANIFEST_BYTES};
 use crate::store::{BlobSource, BlobStream, Store, Target};
 
 pub use self::index::REF_NAME;
+pub use self::workdir::WORK_DIR;
 
 const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
@@ -52,6 +55,9 @@ impl LayoutStore {
     /// and `blobs/sha256/` as needed. Existing content is kept (and must be valid).
     pub fn create(path: &Path) -> Result<Self> {
         let werr = |p: &Path, e: std::io::Error| layout_err(Op::WriteLayout, p, e.to_string());
+        std::fs::create_dir_all(path).map_err(|e| werr(path, e))?;
+        // Another writer may be creating the same layout: check and create under the lock.
+        let _lock = WriterLock::acquire(path)?;
         let blobs = path.join("blobs").join("sha256");
         std::fs::create_dir_all(&blobs).map_err(|e| werr(&blobs, e))?;
         let layout_file = path.join(LAYOUT_FILE);
@@ -63,15 +69,13 @@ impl LayoutStore {
                 .build()
                 .map_err(|e| werr(&layout_file, std::io::Error::other(e)))?;
             let body = serde_json::to_vec(&doc).expect("oci-layout serialises");
-            std::fs::write(&layout_file, body).map_err(|e| werr(&layout_file, e))?;
+            write_atomic_sync(&layout_file, &body)?;
         }
         let index_file = path.join(INDEX_FILE);
         if index_file.exists() {
             read_index_sync(path)?;
         } else {
-            let tmp = index_file.with_extension("json.new");
-            std::fs::write(&tmp, IndexFile::empty().to_bytes()).map_err(|e| werr(&tmp, e))?;
-            std::fs::rename(&tmp, &index_file).map_err(|e| werr(&index_file, e))?;
+            write_atomic_sync(&index_file, &IndexFile::empty().to_bytes())?;
         }
         Ok(Self::at(path))
     }
@@ -260,7 +264,10 @@ impl Store for LayoutStore {
                 .await?;
         }
         let children = child_digests(manifest);
+        // The mutex keeps this process's writers off the blocking pool while one waits for the
+        // file lock; the file lock keeps out other processes (and other stores on this path).
         let _guard = self.index_lock.lock().await;
+        let _lock = WriterLock::acquire_async(self.root.clone()).await?;
         let mut idx = self.read_index().await?;
         let before = idx.to_bytes();
         if tags.is_empty() {

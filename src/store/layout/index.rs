@@ -182,18 +182,22 @@ pub(super) fn layout_err(op: Op, path: &Path, message: impl Into<String>) -> Err
 /// then fsync of the directory so the rename itself is durable.
 pub(super) async fn write_atomic(path: PathBuf, bytes: Vec<u8>) -> Result<()> {
     let p = path.clone();
-    let job = move || -> std::io::Result<()> {
-        let dir = p.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(&bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&p).map_err(|e| e.error)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    tokio::task::spawn_blocking(job)
+    tokio::task::spawn_blocking(move || write_atomic_sync(&p, &bytes))
         .await
         .map_err(|e| layout_err(Op::WriteLayout, &path, e.to_string()))?
-        .map_err(|e| layout_err(Op::WriteLayout, &path, e.to_string()))
+}
+
+/// The blocking body of [`write_atomic`].
+pub(super) fn write_atomic_sync(path: &Path, bytes: &[u8]) -> Result<()> {
+    let job = || -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    job().map_err(|e| layout_err(Op::WriteLayout, path, e.to_string()))
 }
 
 #[cfg(test)]
