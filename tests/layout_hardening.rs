@@ -161,7 +161,140 @@ impl BlobSource for Stalling {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_in_flight_or_aborted_leaves_nothing_under_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let store = Arc::new(LayoutStore::create(&root).unwrap());
+    let head = Bytes::from(vec![3u8; 1 << 20]);
+    let desc = Descriptor {
+        media_type: fixtures::OCI_LAYER_GZIP.into(),
+        digest: Digest::of(b"a 4 MiB blob that never finishes"),
+        size: 4 << 20,
+        platform: None,
+    };
+    let task = {
+        let (store, desc) = (store.clone(), desc.clone());
+        tokio::spawn(async move { store.put_blob(&desc, &Stalling { head }).await })
+    };
+    // The head reaches a temp file somewhere in the layout, but not under blobs/.
+    let big = |root: &Path| {
+        walk(root)
+            .into_iter()
+            .filter(|p| p.is_file() && p.metadata().unwrap().len() >= 1 << 20)
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while big(&root).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no temp file appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let temp = big(&root);
+    assert!(
+        !temp[0].starts_with(root.join("blobs")),
+        "temp file {} is under blobs/",
+        temp[0].display()
+    );
+    assert!(blob_names(&root).is_empty(), "{:?}", blob_names(&root));
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !big(&root).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "temp file left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(blob_names(&root).is_empty());
+    // Failed writes leave nothing either: not in blobs/, not in the temp area.
+    let before = walk(&root);
+    let wrong = Descriptor {
+        digest: Digest::of(b"other"),
+        size: 5,
+        ..desc.clone()
+    };
+    struct Five;
+    #[async_trait::async_trait]
+    impl BlobSource for Five {
+        async fn open(&self, _offset: u64) -> ferry::Result<BlobStream> {
+            Ok(futures::stream::iter([Ok(Bytes::from_static(b"12345"))]).boxed())
+        }
+    }
+    assert!(store.put_blob(&wrong, &Five).await.is_err());
+    assert_eq!(walk(&root), before);
+}
+
 fn age(path: &Path, by: Duration) {
     let f = std::fs::File::options().write(true).open(path).unwrap();
     f.set_modified(SystemTime::now() - by).unwrap();
+}
+
+#[test]
+fn stale_temp_files_are_swept_and_umoci_gc_accepts_the_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fixtures::write_layout(&src, "v1", &ImageSpec::oci());
+    let dst = dir.path().join("dst");
+    let out = ferry(&["copy", "-q", &oci(&src, "v1"), &oci(&dst, "v1")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Debris of killed copies: an older ferry's temp file under blobs/sha256, and one in the
+    // temp area. A young temp file and one whose writer still holds its lock are in use.
+    let legacy = dst.join("blobs/sha256/.tmp-AbCdEf");
+    let tmp_dir = dst.join(".ferry/tmp");
+    std::fs::create_dir_all(&tmp_dir).unwrap();
+    let stale = tmp_dir.join("blob-stale");
+    let young = tmp_dir.join("blob-young");
+    let held = tmp_dir.join("blob-held");
+    for p in [&legacy, &stale, &young, &held] {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    for p in [&legacy, &stale, &held] {
+        age(p, Duration::from_secs(3600));
+    }
+    let holder = std::fs::File::open(&held).unwrap();
+    fs4::FileExt::try_lock(&holder).unwrap();
+    let out = ferry(&["copy", "-q", &oci(&src, "v1"), &oci(&dst, "v2")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!legacy.exists() && !stale.exists(), "stale files swept");
+    assert!(young.exists() && held.exists(), "files in use are kept");
+    drop(holder);
+    std::fs::remove_file(&young).unwrap();
+    std::fs::remove_file(&held).unwrap();
+    let gc = Command::new("umoci")
+        .args(["gc", "--layout"])
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(gc.status.success(), "umoci gc: {}", text(&gc.stderr));
+    fixtures::umoci_unpack(&dst, "v2", &dir.path().join("bundle"));
+}
+
+#[test]
+fn layout_files_honour_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fixtures::write_layout(&src, "v1", &ImageSpec::oci_index());
+    for (umask, file_mode, dir_mode) in [("022", 0o644, 0o755), ("027", 0o640, 0o750)] {
+        let dst = dir.path().join(format!("dst{umask}"));
+        let out = Command::new("sh")
+            .args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\"")])
+            .arg(env!("CARGO_BIN_EXE_ferry"))
+            .args(["copy", "-q", &oci(&src, "v1"), &oci(&dst, "v1")])
+            .env("DOCKER_CONFIG", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut files = 0;
+        for p in std::iter::once(dst.clone()).chain(walk(&dst)) {
+            let mode = p.metadata().unwrap().permissions().mode() & 0o777;
+            let want = if p.is_dir() { dir_mode } else { file_mode };
+            assert_eq!(mode, want, "umask {umask}: {} is {mode:o}", p.display());
+            files += p.is_file() as usize;
+        }
+        assert!(files > 5, "{files} files");
+    }
 }

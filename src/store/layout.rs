@@ -1,7 +1,7 @@
 //! OCI image layout directories as a store: `oci-layout`, `index.json` (tags), `blobs/sha256/<hex>`.
 //!
 //! Tags are `index.json` entries annotated `org.opencontainers.image.ref.name`. Blobs are written
-//! to a temp file beside the blobs, verified while they stream, then renamed into place, so a blob
+//! to a temp file in `.ferry/tmp/` (out of every layout reader's way), verified while they stream, then renamed into place, so a blob
 //! file is either complete and correct or absent. `index.json` is replaced atomically, and every
 //! read-merge-replace of it holds the layout's writer lock (`.ferry/lock`, an advisory `flock`),
 //! so concurrent writers, in this process or others, lose no tag.
@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 use self::blobs::Blobs;
 use self::index::{layout_err, write_atomic, write_atomic_sync, IndexFile};
-use self::workdir::WriterLock;
+use self::workdir::{TempArea, WriterLock};
 use crate::digest::Digest;
 use crate::error::{Error, Op, Result};
 use crate::manifest::{Children, Descriptor, ManifestError, RawManifest, MAX_MANIFEST_BYTES};
@@ -52,32 +52,47 @@ impl LayoutStore {
     }
 
     /// Opens a layout for writing, creating the directory, `oci-layout`, an empty `index.json`
-    /// and `blobs/sha256/` as needed. Existing content is kept (and must be valid).
+    /// and `blobs/sha256/` as needed. Existing content is kept (and must be valid); temp files
+    /// that killed writers left behind are swept.
+    ///
+    /// Creating the files waits for the layout's writer lock (a blocking call, held only for
+    /// that instant); opening a layout that has them takes no lock.
     pub fn create(path: &Path) -> Result<Self> {
+        let blobs = path.join("blobs").join("sha256");
+        let complete =
+            blobs.is_dir() && path.join(LAYOUT_FILE).is_file() && path.join(INDEX_FILE).is_file();
+        if !complete {
+            Self::create_files(path)?;
+        }
+        check_layout_file(path)?;
+        read_index_sync(path)?;
+        workdir::sweep(path);
+        Ok(Self::at(path))
+    }
+
+    /// Creates what is missing of a layout, under the writer lock (another writer may be
+    /// creating the same layout).
+    fn create_files(path: &Path) -> Result<()> {
         let werr = |p: &Path, e: std::io::Error| layout_err(Op::WriteLayout, p, e.to_string());
         std::fs::create_dir_all(path).map_err(|e| werr(path, e))?;
-        // Another writer may be creating the same layout: check and create under the lock.
         let _lock = WriterLock::acquire(path)?;
+        let tmp = TempArea::new(path);
         let blobs = path.join("blobs").join("sha256");
         std::fs::create_dir_all(&blobs).map_err(|e| werr(&blobs, e))?;
         let layout_file = path.join(LAYOUT_FILE);
-        if layout_file.exists() {
-            check_layout_file(path)?;
-        } else {
+        if !layout_file.exists() {
             let doc = oci_spec::image::OciLayoutBuilder::default()
                 .image_layout_version(LAYOUT_VERSION)
                 .build()
                 .map_err(|e| werr(&layout_file, std::io::Error::other(e)))?;
             let body = serde_json::to_vec(&doc).expect("oci-layout serialises");
-            write_atomic_sync(&layout_file, &body)?;
+            write_atomic_sync(&layout_file, &body, &tmp)?;
         }
         let index_file = path.join(INDEX_FILE);
-        if index_file.exists() {
-            read_index_sync(path)?;
-        } else {
-            write_atomic_sync(&index_file, &IndexFile::empty().to_bytes())?;
+        if !index_file.exists() {
+            write_atomic_sync(&index_file, &IndexFile::empty().to_bytes(), &tmp)?;
         }
-        Ok(Self::at(path))
+        Ok(())
     }
 
     fn at(path: &Path) -> Self {
@@ -283,7 +298,7 @@ impl Store for LayoutStore {
         idx.drop_untagged(&children);
         let after = idx.to_bytes();
         if after != before {
-            write_atomic(self.root.join(INDEX_FILE), after).await?;
+            write_atomic(self.root.join(INDEX_FILE), after, TempArea::new(&self.root)).await?;
         }
         tracing::debug!(location = %self.location(), digest = %desc.digest, ?tags, "manifest stored");
         Ok(())

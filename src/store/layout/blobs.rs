@@ -1,4 +1,5 @@
-//! Blob files of a layout: verified streaming writes (temp file, hash, fsync, rename) and reads.
+//! Blob files of a layout: verified streaming writes (temp file in `.ferry/tmp/`, hash, fsync,
+//! rename) and reads.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -6,6 +7,7 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 
 use super::index::layout_err;
+use super::workdir::TempArea;
 use crate::digest::{Digest, DigestHasher};
 use crate::error::{Error, Op, Result};
 use crate::manifest::Descriptor;
@@ -22,6 +24,8 @@ const READ_BUF: usize = 256 * 1024;
 #[derive(Clone, Debug)]
 pub(super) struct Blobs {
     dir: PathBuf,
+    /// Where blobs are written before they are verified and renamed into `dir`.
+    tmp: TempArea,
     /// `oci:<root>`, for messages.
     location: String,
 }
@@ -30,6 +34,7 @@ impl Blobs {
     pub fn new(root: &Path, location: String) -> Self {
         Blobs {
             dir: root.join("blobs").join("sha256"),
+            tmp: TempArea::new(root),
             location,
         }
     }
@@ -99,7 +104,7 @@ impl Blobs {
         Ok(tokio_stream_from(rx))
     }
 
-    /// Writes `stream` into a temp file next to the blobs while hashing it, and renames it into
+    /// Writes `stream` into a temp file while hashing it, and renames it into
     /// place only if it matches `desc` (digest and size). On any failure the temp file is removed.
     /// Returns the number of bytes written.
     ///
@@ -151,13 +156,13 @@ impl Blobs {
     }
 
     async fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
-        let dir = self.dir.clone();
+        let (area, dir) = (self.tmp.clone(), self.dir.clone());
         let made = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
-            tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)
+            area.file("blob-")
         })
         .await;
-        let err = |m: String| layout_err(Op::WriteLayout, &self.dir, m);
+        let err = |m: String| layout_err(Op::WriteLayout, self.tmp.dir(), m);
         made.map_err(|e| err(e.to_string()))?
             .map_err(|e| err(e.to_string()))
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
+use super::workdir::TempArea;
 use crate::digest::Digest;
 use crate::error::{Error, Op, Result};
 use crate::manifest::{Descriptor, OCI_INDEX};
@@ -178,20 +179,20 @@ pub(super) fn layout_err(op: Op, path: &Path, message: impl Into<String>) -> Err
     }
 }
 
-/// Replaces `path` with `bytes` atomically: a temp file in the same directory, fsync, rename,
-/// then fsync of the directory so the rename itself is durable.
-pub(super) async fn write_atomic(path: PathBuf, bytes: Vec<u8>) -> Result<()> {
+/// Replaces `path` with `bytes` atomically: a temp file in `tmp` (same filesystem), fsync,
+/// rename, then fsync of the directory so the rename itself is durable.
+pub(super) async fn write_atomic(path: PathBuf, bytes: Vec<u8>, tmp: TempArea) -> Result<()> {
     let p = path.clone();
-    tokio::task::spawn_blocking(move || write_atomic_sync(&p, &bytes))
+    tokio::task::spawn_blocking(move || write_atomic_sync(&p, &bytes, &tmp))
         .await
         .map_err(|e| layout_err(Op::WriteLayout, &path, e.to_string()))?
 }
 
 /// The blocking body of [`write_atomic`].
-pub(super) fn write_atomic_sync(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_atomic_sync(path: &Path, bytes: &[u8], area: &TempArea) -> Result<()> {
     let job = || -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        let mut tmp = area.file("meta-")?;
         tmp.write_all(bytes)?;
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
