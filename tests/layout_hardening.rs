@@ -298,3 +298,52 @@ fn layout_files_honour_the_umask() {
         assert!(files > 5, "{files} files");
     }
 }
+
+#[tokio::test]
+async fn a_duplicate_tag_in_a_source_index_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("l");
+    let a = fixtures::write_layout(&root, "v1", &ImageSpec::oci());
+    let b = fixtures::write_layout(&root, "other", &ImageSpec::oci().seed(2));
+    let index_path = root.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    for e in index["manifests"].as_array_mut().unwrap() {
+        e["annotations"][fixtures::REF_NAME] = json!("v1");
+    }
+    // A third entry repeating the first (same digest) alone would be harmless.
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let store = LayoutStore::open(&root).unwrap();
+    let t = Target::Tag("v1".into());
+    for e in [
+        store.resolve(&t).await.unwrap_err(),
+        store.get_manifest(&t).await.unwrap_err(),
+    ] {
+        let s = e.to_string();
+        assert!(
+            s.contains("v1")
+                && s.contains(&a.digest.to_string())
+                && s.contains(&b.digest.to_string())
+                && s.contains("index.json"),
+            "{s}"
+        );
+    }
+    let out = ferry(&["copy", &oci(&root, "v1"), &oci(&dir.path().join("o"), "v1")]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("v1"), "{}", text(&out.stderr));
+    // Writing the tag again settles it: one entry.
+    let store = LayoutStore::create(&root).unwrap();
+    let m = store
+        .get_manifest(&Target::Digest(a.digest.clone()))
+        .await
+        .unwrap();
+    store.put_manifest(&m, &["v1".into()]).await.unwrap();
+    assert_eq!(store.resolve(&t).await.unwrap().unwrap().digest, a.digest);
+    assert_eq!(index_tags(&root), ["v1"]);
+    // The same digest listed twice under one tag is not ambiguous.
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let first = index["manifests"][0].clone();
+    index["manifests"].as_array_mut().unwrap().push(first);
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let store = LayoutStore::open(&root).unwrap();
+    assert_eq!(store.resolve(&t).await.unwrap().unwrap().digest, a.digest);
+}

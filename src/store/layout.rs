@@ -239,7 +239,7 @@ impl Store for LayoutStore {
     async fn resolve(&self, target: &Target) -> Result<Option<Descriptor>> {
         let idx = self.read_index().await?;
         let (digest, known) = match target {
-            Target::Tag(t) => match idx.find_tag(t) {
+            Target::Tag(t) => match idx.find_tag(t)? {
                 Some(d) => (d.digest.clone(), d.clone()),
                 None => return Ok(None),
             },
@@ -260,7 +260,7 @@ impl Store for LayoutStore {
         let (digest, known) = match target {
             Target::Tag(t) => {
                 let d = idx
-                    .find_tag(t)
+                    .find_tag(t)?
                     .ok_or_else(|| self.not_found(format!("tag {t}")))?;
                 (d.digest.clone(), Some(d.clone()))
             }

@@ -25,6 +25,8 @@ pub(super) struct Entry {
 pub(super) struct IndexFile {
     doc: Map<String, Value>,
     entries: Vec<Entry>,
+    /// The file, for messages.
+    path: PathBuf,
 }
 
 impl IndexFile {
@@ -37,6 +39,7 @@ impl IndexFile {
         IndexFile {
             doc,
             entries: Vec::new(),
+            path: PathBuf::from("index.json"),
         }
     }
 
@@ -59,20 +62,44 @@ impl IndexFile {
             let tag = m["annotations"][REF_NAME].as_str().map(str::to_string);
             entries.push(Entry { desc, tag });
         }
-        Ok(IndexFile { doc, entries })
+        Ok(IndexFile {
+            doc,
+            entries,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
-    /// The descriptor tagged `tag` (the last such entry, should there be several).
-    pub fn find_tag(&self, tag: &str) -> Option<&Descriptor> {
-        let found = self.entries.iter().rev();
-        found
-            .filter(|e| e.tag.as_deref() == Some(tag))
-            .map(|e| &e.desc)
-            .next()
+    /// The descriptor tagged `tag`. Several entries with that tag are an error when they name
+    /// different manifests: which one the tag means cannot be told.
+    pub fn find_tag(&self, tag: &str) -> Result<Option<&Descriptor>> {
+        let mut found = self
+            .entries
+            .iter()
+            .filter(|e| e.tag.as_deref() == Some(tag));
+        let Some(first) = found.next() else {
+            return Ok(None);
+        };
+        let mut digests = vec![first.desc.digest.to_string()];
+        for e in found {
+            let d = e.desc.digest.to_string();
+            if !digests.contains(&d) {
+                digests.push(d);
+            }
+        }
+        if digests.len() > 1 {
+            let message = format!(
+                "tag {tag:?} is on {} entries naming different manifests ({}): which one it \
+                 means is ambiguous; keep one entry with this tag",
+                digests.len(),
+                digests.join(", ")
+            );
+            return Err(layout_err(Op::ReadLayout, &self.path, message));
+        }
+        Ok(Some(&first.desc))
     }
 
     /// An entry naming `digest` (tagged or not).
@@ -153,10 +180,9 @@ impl IndexFile {
     }
 
     fn replace_entries(&mut self, raw: Vec<Value>) {
-        let placeholder = Path::new("index.json");
         self.doc.insert("manifests".into(), Value::Array(raw));
         let bytes = serde_json::to_vec(&self.doc).expect("JSON values serialise");
-        *self = IndexFile::parse(&bytes, placeholder).expect("entries written by us are valid");
+        *self = IndexFile::parse(&bytes, &self.path).expect("entries written by us are valid");
     }
 }
 
@@ -223,7 +249,10 @@ mod tests {
         idx.set_tag(&desc("c"), "two");
         idx.set_tag(&desc("d"), "one");
         assert_eq!(idx.tags(), ["one", "two"]);
-        assert_eq!(idx.find_tag("one").unwrap().digest, desc("d").digest);
+        assert_eq!(
+            idx.find_tag("one").unwrap().unwrap().digest,
+            desc("d").digest
+        );
         idx.set_tag(&desc("a"), "three");
         assert_eq!(
             idx.entries().len(),
