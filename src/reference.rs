@@ -62,12 +62,52 @@ fn err(input: &str, reason: impl Into<String>) -> ReferenceError {
     }
 }
 
+/// The transports skopeo (containers/image) knows besides `docker://` and `oci:`. Written
+/// `NAME:…`, they would otherwise read as a Docker Hub repository with a tag
+/// (`docker-daemon:alpine` as `docker.io/library/docker-daemon:alpine`).
+const OTHER_TRANSPORTS: [&str; 8] = [
+    "containers-storage",
+    "dir",
+    "docker-archive",
+    "docker-daemon",
+    "oci-archive",
+    "ostree",
+    "sif",
+    "tarball",
+];
+
+/// The transport named by `s` when it is one ferry does not speak: a `scheme://` other than
+/// `docker://`, or one of [`OTHER_TRANSPORTS`] followed by `:`.
+fn unsupported_transport(s: &str) -> Option<&str> {
+    if let Some((scheme, _)) = s.split_once("://") {
+        let plausible = scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if scheme != "docker" && !scheme.is_empty() && plausible {
+            return Some(scheme);
+        }
+    }
+    let (prefix, _) = s.split_once(':')?;
+    OTHER_TRANSPORTS.contains(&prefix).then_some(prefix)
+}
+
+fn check_transport(s: &str) -> Result<(), ReferenceError> {
+    match unsupported_transport(s) {
+        Some(t) => Err(err(
+            s,
+            format!("transport {t} is not supported (supported: docker://, oci:)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl FromStr for ImageRef {
     type Err = ReferenceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(rest) = s.strip_prefix("oci:") {
             return parse_layout(s, rest).map(ImageRef::Layout);
         }
+        check_transport(s)?;
         let rest = s.strip_prefix("docker://").unwrap_or(s);
         RegistryRef::parse_with_input(s, rest).map(ImageRef::Registry)
     }
@@ -76,6 +116,7 @@ impl FromStr for ImageRef {
 impl FromStr for RegistryRef {
     type Err = ReferenceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        check_transport(s)?;
         Self::parse_with_input(s, s.strip_prefix("docker://").unwrap_or(s))
     }
 }
@@ -377,6 +418,34 @@ mod tests {
             o => panic!("{o:?}"),
         };
         assert_eq!((l.path, l.tag), (PathBuf::from("dir"), None));
+    }
+
+    #[test]
+    fn other_transports_are_refused_and_hosts_with_ports_are_not_mistaken_for_them() {
+        for (input, transport) in [
+            ("docker-daemon:alpine", "docker-daemon"),
+            ("dir:/tmp/x", "dir"),
+            ("oci-archive:a.tar:v1", "oci-archive"),
+            ("containers-storage:localhost/app", "containers-storage"),
+            ("https://ghcr.io/o/r", "https"),
+            ("docker-daemon://alpine", "docker-daemon"),
+        ] {
+            let e = input.parse::<ImageRef>().expect_err(input).to_string();
+            let want =
+                format!("transport {transport} is not supported (supported: docker://, oci:)");
+            assert!(e.contains(&want), "{input}: {e}");
+            assert!(input.parse::<RegistryRef>().is_err(), "{input}");
+        }
+        assert_eq!(reg("localhost:5000/x").registry, "localhost:5000");
+        assert_eq!(reg("host:5000/repo:1").registry, "host:5000");
+        assert_eq!(reg("docker://host:5000/repo").repository, "repo");
+        let dind = reg("docker:dind");
+        assert_eq!(
+            (dind.repository.as_str(), dind.tag.as_deref()),
+            ("library/docker", Some("dind"))
+        );
+        assert_eq!(reg("registry:2").repository, "library/registry");
+        assert_eq!(reg("dir/app:1").repository, "dir/app");
     }
 
     #[test]

@@ -110,7 +110,10 @@ async fn separate_stores_on_one_layout_keep_every_tag() {
     fixtures::write_layout(&dir.path().join("src"), "a", &ImageSpec::artifact());
     let src = LayoutStore::open(&dir.path().join("src")).unwrap();
     let dst_dir = dir.path().join("dst");
-    let m = src.get_manifest(&Target::Tag("a".into())).await.unwrap();
+    let m = src
+        .get_manifest(&Target::Tag("a".into()))
+        .await
+        .unwrap();
     {
         let dst = LayoutStore::create(&dst_dir).unwrap();
         let ferry::manifest::Children::Image { config, layers } = m.children().unwrap() else {
@@ -130,10 +133,7 @@ async fn separate_stores_on_one_layout_keep_every_tag() {
             tokio::spawn(async move {
                 let store = LayoutStore::create(&dst_dir).unwrap();
                 for j in 0..10 {
-                    store
-                        .put_manifest(&m, &[format!("s{i}-{j}")])
-                        .await
-                        .unwrap();
+                    store.put_manifest(&m, &[format!("s{i}-{j}")]).await.unwrap();
                 }
             })
         })
@@ -186,10 +186,7 @@ async fn a_blob_in_flight_or_aborted_leaves_nothing_under_blobs() {
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while big(&root).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no temp file appeared"
-        );
+        assert!(std::time::Instant::now() < deadline, "no temp file appeared");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let temp = big(&root);
@@ -203,10 +200,7 @@ async fn a_blob_in_flight_or_aborted_leaves_nothing_under_blobs() {
     assert!(task.await.unwrap_err().is_cancelled());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !big(&root).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "temp file left behind"
-        );
+        assert!(std::time::Instant::now() < deadline, "temp file left behind");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(blob_names(&root).is_empty());
@@ -346,4 +340,25 @@ async fn a_duplicate_tag_in_a_source_index_is_an_error() {
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     let store = LayoutStore::open(&root).unwrap();
     assert_eq!(store.resolve(&t).await.unwrap().unwrap().digest, a.digest);
+}
+
+#[test]
+fn unknown_transports_are_refused_as_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let dst = oci(&dir.path().join("o"), "v1");
+    for (input, transport) in [
+        ("docker-daemon:alpine", "docker-daemon"),
+        ("containers-storage:localhost/app:1", "containers-storage"),
+        ("dir:/tmp/image", "dir"),
+        ("oci-archive:/tmp/a.tar:v1", "oci-archive"),
+        ("docker-archive:/tmp/a.tar", "docker-archive"),
+        ("https://ghcr.io/o/r:1", "https"),
+    ] {
+        let out = ferry(&["copy", input, &dst]);
+        assert_eq!(out.status.code(), Some(2), "{input}: {}", text(&out.stderr));
+        let want = format!("transport {transport} is not supported (supported: docker://, oci:)");
+        assert!(text(&out.stderr).contains(&want), "{input}: {}", text(&out.stderr));
+        let out = ferry(&["copy", &oci(&dir.path().join("none"), "v1"), input]);
+        assert_eq!(out.status.code(), Some(2), "{input} as destination");
+    }
 }
