@@ -343,6 +343,20 @@ async fn a_duplicate_tag_in_a_source_index_is_an_error() {
 }
 
 #[test]
+fn a_missing_source_layout_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-layout");
+    let out = ferry(&["copy", &oci(&missing, "v1"), &oci(&dir.path().join("o"), "v1")]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&missing.display().to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("o").exists(), "nothing written");
+}
+
+#[test]
 fn unknown_transports_are_refused_as_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let dst = oci(&dir.path().join("o"), "v1");

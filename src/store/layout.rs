@@ -39,11 +39,18 @@ pub struct LayoutStore {
 
 impl LayoutStore {
     /// Opens an existing layout. Fails, naming the path and what is missing or malformed, when
-    /// `path` is not a directory holding a valid `oci-layout` and `index.json`.
+    /// `path` is not a directory holding a valid `oci-layout` and `index.json`; with
+    /// [`Error::NotFound`] when there is nothing at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         match std::fs::metadata(path) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(not_a_layout(path, "is not a directory")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    what: "OCI image layout".into(),
+                    location: path.display().to_string(),
+                })
+            }
             Err(e) => return Err(not_a_layout(path, &e.to_string())),
         }
         check_layout_file(path)?;

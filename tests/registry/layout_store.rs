@@ -314,11 +314,14 @@ async fn broken_layouts_are_named_in_errors() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let missing = root.join("missing");
-    let e = LayoutStore::open(&missing).err().unwrap().to_string();
-    assert!(
-        e.contains(&missing.display().to_string()) && e.contains("not an OCI image layout"),
-        "{e}"
-    );
+    let e = LayoutStore::open(&missing).err().unwrap();
+    assert!(e.is_not_found(), "{e}");
+    let e = e.to_string();
+    assert!(e.contains(&missing.display().to_string()), "{e}");
+    let file = root.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let e = LayoutStore::open(&file).err().unwrap().to_string();
+    assert!(e.contains("not an OCI image layout"), "{e}");
 
     fixtures::write_layout(root, "v1", &ImageSpec::oci());
     std::fs::remove_file(root.join("oci-layout")).unwrap();
