@@ -343,6 +343,42 @@ async fn a_duplicate_tag_in_a_source_index_is_an_error() {
 }
 
 #[test]
+fn digest_references_print_with_an_at_sign() {
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let img = fixtures::write_layout(&src, "v1", &ImageSpec::oci());
+    let by_digest = format!("oci:{}@{}", src.display(), img.digest);
+    let out = ferry(&["copy", &by_digest, &oci(&dir.path().join("a"), "x")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("copied {by_digest} -> ")),
+        "{stdout}"
+    );
+    let pushed = reg.image("src/app:v1");
+    let out = ferry(&["copy", "-q", &oci(&src, "v1"), &pushed]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let remote = format!("{}/src/app@{}", reg.addr, img.digest);
+    let out = ferry(&["copy", "--json", &remote, &oci(&dir.path().join("b"), "x")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["source"], json!(remote));
+    let out = ferry(&["copy", &remote, &oci(&dir.path().join("c"), "x")]);
+    assert!(
+        text(&out.stdout).contains(&format!("copied {remote} -> ")),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ferry(&["copy", &oci(&src, "v1"), &oci(&dir.path().join("d"), "x")]);
+    assert!(
+        text(&out.stdout).contains(&format!("copied {} -> ", oci(&src, "v1"))),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn a_missing_source_layout_is_not_found() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-layout");

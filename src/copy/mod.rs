@@ -157,7 +157,10 @@ impl Copier {
         let source_digest = source.digest.clone();
         let (root, selection) = select_platforms(src, source, &opts.platforms).await?;
         let mut report = CopyReport {
-            source: format!("{}:{target}", src.location()),
+            source: match target {
+                Target::Tag(t) => format!("{}:{t}", src.location()),
+                Target::Digest(d) => format!("{}@{d}", src.location()),
+            },
             destination: dst.location(),
             source_digest,
             destination_digest: root.digest.clone(),
