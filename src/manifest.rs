@@ -144,6 +144,14 @@ impl RawManifest {
         is_index(&self.media_type)
     }
 
+    /// A Docker schema 1 manifest: by its media type (`…manifest.v1+json`, `+prettyjws`) or,
+    /// whatever the type says, `"schemaVersion": 1` in the body.
+    pub fn is_schema1(&self) -> bool {
+        self.media_type
+            .starts_with("application/vnd.docker.distribution.manifest.v1+")
+            || parse_probe(&self.bytes, &self.digest).is_ok_and(|p| p.schema_version == Some(1))
+    }
+
     /// The descriptor another manifest (or a layout's index.json) would use for this one.
     pub fn descriptor(&self) -> Descriptor {
         Descriptor {

@@ -412,3 +412,76 @@ fn unknown_transports_are_refused_as_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{input} as destination");
     }
 }
+
+#[test]
+fn schema1_manifests_are_refused_as_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("l");
+    fixtures::write_layout(&root, "v1", &ImageSpec::oci());
+    let body = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 1, "name": "library/old", "tag": "1", "architecture": "amd64",
+        "fsLayers": [], "history": [], "signatures": []
+    }))
+    .unwrap();
+    let digest = Digest::of(&body);
+    std::fs::write(root.join("blobs/sha256").join(digest.hex()), &body).unwrap();
+    let index_path = root.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        "digest": digest, "size": body.len(),
+        "annotations": {fixtures::REF_NAME: "old"}
+    }));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = ferry(&["copy", &oci(&root, "old"), &oci(&dir.path().join("o"), "old")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Docker schema 1 manifests are not supported"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn platform_of_a_single_platform_image_selects_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let img = fixtures::write_layout(&src, "v1", &ImageSpec::oci());
+    let dst = dir.path().join("dst");
+    let out = ferry(&[
+        "copy",
+        "--json",
+        "--platform",
+        "linux/amd64",
+        &oci(&src, "v1"),
+        &oci(&dst, "v1"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["destination_digest"], json!(img.digest));
+    assert_eq!(fixtures::tagged(&dst, "v1").digest, img.digest);
+    let out = ferry(&[
+        "copy",
+        "--platform",
+        "linux/arm64",
+        &oci(&src, "v1"),
+        &oci(&dst, "v2"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("linux/arm64") && text(&out.stderr).contains("linux/amd64"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ferry(&[
+        "copy",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        &oci(&src, "v1"),
+        &oci(&dst, "v3"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(index_tags(&dst), ["v1"]);
+}

@@ -51,6 +51,7 @@ fn walk<'a>(
     seen_manifests: &'a mut HashSet<crate::Digest>,
 ) -> futures::future::BoxFuture<'a, Result<()>> {
     Box::pin(async move {
+        refuse_unsupported(m)?;
         match m.children()? {
             Children::Image { config, layers } => {
                 for d in std::iter::once(config).chain(layers) {
@@ -119,16 +120,16 @@ pub async fn select_platforms(
     root: RawManifest,
     platforms: &[Platform],
 ) -> Result<(RawManifest, Selection)> {
+    refuse_unsupported(&root)?;
     if platforms.is_empty() {
         return Ok((root, Selection::Unchanged));
     }
-    let Children::Index { manifests } = root.children()? else {
-        return Err(Error::Platform {
-            reason: format!(
-                "--platform was given but {} ({}) is a single-platform manifest, not an index",
-                root.digest, root.media_type
-            ),
-        });
+    let manifests = match root.children()? {
+        Children::Index { manifests } => manifests,
+        Children::Image { config, .. } => {
+            single_platform(src, &root, &config, platforms).await?;
+            return Ok((root, Selection::Unchanged));
+        }
     };
     for p in platforms {
         if !manifests
@@ -159,4 +160,93 @@ pub async fn select_platforms(
         return Ok((one, Selection::SingleManifest));
     }
     Ok((root.filter_index(keep)?, Selection::SubsetIndex))
+}
+
+/// Docker schema 1 manifests (signed, with v1 history) are refused as unusable input, before
+/// anything is sent: ferry copies schema 2 and OCI only.
+fn refuse_unsupported(m: &RawManifest) -> Result<()> {
+    if m.is_schema1() {
+        return Err(Error::Usage {
+            arg: format!("manifest {} ({})", m.digest, m.media_type),
+            reason: "Docker schema 1 manifests are not supported".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Largest image config read to learn a single-platform image's platform.
+const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+
+/// `--platform` on a single-platform image: accepted when every platform asked for is the
+/// image's own (read from its config), so the image is copied as it is.
+async fn single_platform(
+    src: &dyn Store,
+    root: &RawManifest,
+    config: &Descriptor,
+    platforms: &[Platform],
+) -> Result<()> {
+    let own = config_platform(src, config).await?;
+    let Some(own) = own else {
+        return Err(Error::Platform {
+            reason: format!(
+                "--platform was given but {} ({}) is a single-platform manifest whose config \
+                 ({}) names no os/architecture",
+                root.digest, root.media_type, config.media_type
+            ),
+        });
+    };
+    if let Some(p) = platforms.iter().find(|p| !p.selects(&own)) {
+        return Err(Error::Platform {
+            reason: format!(
+                "platform {p} is not in {}: it is a single-platform image for {own}",
+                root.digest
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The `os`/`architecture`/`variant` of an image config; `None` when it names none (an
+/// artifact's config, say).
+async fn config_platform(src: &dyn Store, config: &Descriptor) -> Result<Option<Platform>> {
+    if config.size > MAX_CONFIG_BYTES {
+        return Ok(None);
+    }
+    let mut stream = src.open_blob(config, 0).await?;
+    let mut bytes = Vec::with_capacity(config.size as usize);
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk?);
+        if bytes.len() as u64 > config.size {
+            break;
+        }
+    }
+    let actual = crate::Digest::of(&bytes);
+    if actual != config.digest || bytes.len() as u64 != config.size {
+        return Err(Error::DigestMismatch {
+            location: src.location(),
+            expected: config.digest.clone(),
+            expected_size: config.size,
+            actual,
+            actual_size: bytes.len() as u64,
+        });
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        os: Option<String>,
+        architecture: Option<String>,
+        variant: Option<String>,
+    }
+    let Ok(p) = serde_json::from_slice::<Probe>(&bytes) else {
+        return Ok(None);
+    };
+    Ok(match (p.os, p.architecture) {
+        (Some(os), Some(architecture)) if !os.is_empty() && !architecture.is_empty() => {
+            Some(Platform {
+                os,
+                architecture,
+                variant: p.variant.filter(|v| !v.is_empty()),
+            })
+        }
+        _ => None,
+    })
 }
