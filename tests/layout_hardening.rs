@@ -1,8 +1,6 @@
 //! Layout hardening (issue 13): concurrent writers keep every tag, temp files stay out of
 //! `blobs/` and are swept, files honour the umask, and the layout/reference defects a new user
 //! hits in the CLI (digest printing, exit codes, unknown transports, schema 1, `--platform`).
-// Helpers for tests that land in later commits.
-#![allow(dead_code, unused_imports)]
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
@@ -110,10 +108,7 @@ async fn separate_stores_on_one_layout_keep_every_tag() {
     fixtures::write_layout(&dir.path().join("src"), "a", &ImageSpec::artifact());
     let src = LayoutStore::open(&dir.path().join("src")).unwrap();
     let dst_dir = dir.path().join("dst");
-    let m = src
-        .get_manifest(&Target::Tag("a".into()))
-        .await
-        .unwrap();
+    let m = src.get_manifest(&Target::Tag("a".into())).await.unwrap();
     {
         let dst = LayoutStore::create(&dst_dir).unwrap();
         let ferry::manifest::Children::Image { config, layers } = m.children().unwrap() else {
@@ -133,7 +128,10 @@ async fn separate_stores_on_one_layout_keep_every_tag() {
             tokio::spawn(async move {
                 let store = LayoutStore::create(&dst_dir).unwrap();
                 for j in 0..10 {
-                    store.put_manifest(&m, &[format!("s{i}-{j}")]).await.unwrap();
+                    store
+                        .put_manifest(&m, &[format!("s{i}-{j}")])
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -186,7 +184,10 @@ async fn a_blob_in_flight_or_aborted_leaves_nothing_under_blobs() {
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while big(&root).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no temp file appeared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no temp file appeared"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let temp = big(&root);
@@ -200,7 +201,10 @@ async fn a_blob_in_flight_or_aborted_leaves_nothing_under_blobs() {
     assert!(task.await.unwrap_err().is_cancelled());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !big(&root).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "temp file left behind");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "temp file left behind"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(blob_names(&root).is_empty());
@@ -382,7 +386,11 @@ fn digest_references_print_with_an_at_sign() {
 fn a_missing_source_layout_is_not_found() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-layout");
-    let out = ferry(&["copy", &oci(&missing, "v1"), &oci(&dir.path().join("o"), "v1")]);
+    let out = ferry(&[
+        "copy",
+        &oci(&missing, "v1"),
+        &oci(&dir.path().join("o"), "v1"),
+    ]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains(&missing.display().to_string()),
@@ -407,7 +415,11 @@ fn unknown_transports_are_refused_as_usage_errors() {
         let out = ferry(&["copy", input, &dst]);
         assert_eq!(out.status.code(), Some(2), "{input}: {}", text(&out.stderr));
         let want = format!("transport {transport} is not supported (supported: docker://, oci:)");
-        assert!(text(&out.stderr).contains(&want), "{input}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&want),
+            "{input}: {}",
+            text(&out.stderr)
+        );
         let out = ferry(&["copy", &oci(&dir.path().join("none"), "v1"), input]);
         assert_eq!(out.status.code(), Some(2), "{input} as destination");
     }
@@ -433,7 +445,11 @@ fn schema1_manifests_are_refused_as_usage_errors() {
         "annotations": {fixtures::REF_NAME: "old"}
     }));
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
-    let out = ferry(&["copy", &oci(&root, "old"), &oci(&dir.path().join("o"), "old")]);
+    let out = ferry(&[
+        "copy",
+        &oci(&root, "old"),
+        &oci(&dir.path().join("o"), "old"),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("Docker schema 1 manifests are not supported"),
@@ -484,4 +500,30 @@ fn platform_of_a_single_platform_image_selects_it() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert_eq!(index_tags(&dst), ["v1"]);
+}
+
+#[test]
+fn docker_media_types_into_a_layout_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fixtures::write_layout(&src, "docker", &ImageSpec::docker());
+    fixtures::write_layout(&src, "list", &ImageSpec::docker_list());
+    fixtures::write_layout(&src, "oci", &ImageSpec::oci());
+    let dst = dir.path().join("dst");
+    for tag in ["docker", "list"] {
+        let out = ferry(&["copy", &oci(&src, tag), &oci(&dst, tag)]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("warning") && err.contains("Docker media types"),
+            "{tag}: {err}"
+        );
+    }
+    let out = ferry(&["copy", "-q", &oci(&src, "oci"), &oci(&dst, "oci")]);
+    assert!(out.status.success());
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
 }

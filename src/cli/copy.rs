@@ -5,6 +5,7 @@ use clap::Args;
 use ferry::copy::{Copier, CopyOptions, CopyReport, Selection};
 use ferry::error::Side;
 use ferry::manifest::Platform;
+use ferry::reference::ImageRef;
 use ferry::store::Target;
 use ferry::{Error, Result};
 
@@ -98,7 +99,26 @@ pub async fn run(args: CopyArgs) -> Result<()> {
     }
     let report = copier.tag(dst.as_ref(), prepared, &tags).await?;
     print_report(&report, args.json, args.quiet);
+    if let (ImageRef::Layout(_), false) = (&dst_ref, args.quiet) {
+        if let Some(w) = docker_types_warning(&report) {
+            eprintln!("ferry: warning: {w}");
+        }
+    }
     Ok(())
+}
+
+/// An OCI layout that received Docker media types is valid, but skopeo and umoci read only OCI
+/// types from a layout: say so rather than leave the user to find out.
+fn docker_types_warning(r: &CopyReport) -> Option<String> {
+    r.media_type
+        .starts_with("application/vnd.docker.")
+        .then(|| {
+            format!(
+                "{} now holds Docker media types ({}); skopeo and umoci read only OCI media \
+                 types from a layout (a registry destination keeps either)",
+                r.destination, r.media_type
+            )
+        })
 }
 
 fn print_report(r: &CopyReport, json: bool, quiet: bool) {
