@@ -63,6 +63,7 @@ fn walk(root: &Path) -> Vec<PathBuf> {
             out.push(p);
         }
     }
+    out.sort();
     out
 }
 
@@ -179,7 +180,11 @@ async fn a_blob_in_flight_or_aborted_leaves_nothing_under_blobs() {
     let big = |root: &Path| {
         walk(root)
             .into_iter()
-            .filter(|p| p.is_file() && p.metadata().unwrap().len() >= 1 << 20)
+            // A file may vanish between listing and stat: it is then not there.
+            .filter(|p| {
+                p.metadata()
+                    .is_ok_and(|m| m.is_file() && m.len() >= 1 << 20)
+            })
             .collect::<Vec<_>>()
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
