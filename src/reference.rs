@@ -145,6 +145,13 @@ fn parse_layout(input: &str, rest: &str) -> Result<LayoutRef, ReferenceError> {
         ),
         None => (rest, None),
     };
+    // `oci:PATH:sha256:HEX` would read as the tag HEX of the directory `PATH:sha256`.
+    if let Some((p, hex)) = rest.rsplit_once(':') {
+        if p.ends_with(":sha256") && hex.len() == 64 {
+            let why = format!("a digest follows '@', not ':' (oci:PATH@sha256:{hex})");
+            return Err(err(input, why));
+        }
+    }
     // A tag is whatever follows the last ':' as long as it is not part of a path component.
     let (path, tag) = match rest.rsplit_once(':') {
         Some((p, t)) if !t.contains('/') && !p.is_empty() => {
@@ -418,6 +425,14 @@ mod tests {
             o => panic!("{o:?}"),
         };
         assert_eq!((l.path, l.tag), (PathBuf::from("dir"), None));
+        let d = Digest::of(b"x");
+        let l = match format!("oci:a/b@{d}").parse::<ImageRef>().unwrap() {
+            ImageRef::Layout(l) => l,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(l.to_string(), format!("oci:a/b@{d}"));
+        let e = format!("oci:a/b:{d}").parse::<ImageRef>().unwrap_err();
+        assert!(e.to_string().contains(&format!("oci:PATH@{d}")), "{e}");
     }
 
     #[test]
