@@ -1,10 +1,11 @@
 //! OCI image layout directories as a store: `oci-layout`, `index.json` (tags), `blobs/sha256/<hex>`.
 //!
 //! Tags are `index.json` entries annotated `org.opencontainers.image.ref.name`. Blobs are written
-//! to a temp file in `.ferry/tmp/` (out of every layout reader's way), verified while they stream, then renamed into place, so a blob
-//! file is either complete and correct or absent. `index.json` is replaced atomically, and every
-//! read-merge-replace of it holds the layout's writer lock (`.ferry/lock`, an advisory `flock`),
-//! so concurrent writers, in this process or others, lose no tag.
+//! to a temp file in `.ferry/tmp/` (out of every layout reader's way), verified while they stream,
+//! then renamed into place, so a blob file is either complete and correct or absent.
+//! `index.json` is replaced atomically, and every read-merge-replace of it holds the layout's
+//! writer lock (`.ferry/lock`, an advisory `flock`), so concurrent writers, in this process or
+//! others, lose no tag.
 
 mod blobs;
 mod index;

@@ -10,6 +10,7 @@ mod copy_registry;
 mod creds_config;
 mod harness_smoke;
 mod layout_fixtures;
+mod layout_hardening;
 mod layout_store;
 mod registry_auth;
 mod registry_store;

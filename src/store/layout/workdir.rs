@@ -129,7 +129,8 @@ pub(super) fn sweep(root: &Path) {
                 Ok(false) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an abandoned temp file")
+                    let path = path.display();
+                    tracing::warn!(%path, error = %e, "cannot remove an abandoned temp file")
                 }
             }
         }

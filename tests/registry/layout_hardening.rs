@@ -1,7 +1,6 @@
 //! Layout hardening (issue 13): concurrent writers keep every tag, temp files stay out of
 //! `blobs/` and are swept, files honour the umask, and the layout/reference defects a new user
 //! hits in the CLI (digest printing, exit codes, unknown transports, schema 1, `--platform`).
-mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -9,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::support::fixtures::{self, ImageSpec};
+use crate::support::registry::Registry;
 use bytes::Bytes;
 use ferry::manifest::Descriptor;
 use ferry::store::layout::LayoutStore;
@@ -16,8 +17,6 @@ use ferry::store::{BlobSource, BlobStream, Store, StoreBlob, Target};
 use ferry::Digest;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use support::fixtures::{self, ImageSpec};
-use support::registry::Registry;
 
 fn ferry(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
