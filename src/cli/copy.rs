@@ -27,7 +27,8 @@ without tag is tagged `latest`; one with only a digest is pushed by digest, unta
 Platforms: without --platform every platform of an index is copied and the index keeps its
 digest. With --platform, one matching platform copies that platform's own manifest (its digest
 is kept; the destination is a single-platform image); several make a new index naming only
-them (a new digest, printed in the result).";
+them (a new digest, printed in the result). A single-platform image is copied as it is when
+--platform names its own platform (read from its config).";
 
 #[derive(Args)]
 #[command(after_help = EXAMPLES)]
