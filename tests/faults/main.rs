@@ -8,6 +8,7 @@ mod support;
 mod copy_faults;
 #[path = "../support/fault_server/selftest.rs"]
 mod fault_server_selftest;
+mod layout_kill;
 mod promote_multitag;
 mod registry_faults;
 mod registry_retry;
