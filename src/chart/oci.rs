@@ -231,14 +231,21 @@ fn same(existing: &Existing, chart: &Digest, prov: Option<&Digest>) -> bool {
     existing.chart.as_ref() == Some(chart) && prov.is_none_or(|p| existing.prov.as_ref() == Some(p))
 }
 
-/// Publishes `chart` to `store` under `tag`, guarded: blobs first, then the manifest and tag.
-pub async fn push(
+/// A push to an OCI registry checked against what `tag` names now: the guard's verdict, and
+/// the blobs and manifest that writing it puts.
+pub struct OciCheck {
+    pub report: PushReport,
+    built: OciChart,
+}
+
+/// Decides what publishing `chart` under `tag` does, reading only.
+pub async fn check(
     store: &dyn Store,
     tag: &str,
     chart: &Chart,
     options: &PushOptions,
     created: &str,
-) -> Result<PushReport> {
+) -> Result<OciCheck> {
     let built = build(chart, options.prov.as_ref(), created);
     let found = existing(store, tag).await?;
     let prov_digest = options.prov.as_ref().map(|p| Digest::of(p));
@@ -262,11 +269,36 @@ pub async fn push(
     };
     if matches!(outcome, PushOutcome::Unchanged | PushOutcome::Refused) {
         report.manifest = found.map(|e| e.manifest);
-        return Ok(report);
     }
-    if options.dry_run {
-        return Ok(report);
+    Ok(OciCheck { report, built })
+}
+
+/// Writes what `checked` decided: blobs first, then the manifest and tag. A tag that did not
+/// exist when checked but does now is not overwritten: the report turns to refused (or
+/// unchanged when it names the same chart).
+pub async fn write(store: &dyn Store, tag: &str, checked: &mut OciCheck) -> Result<()> {
+    let report = &mut checked.report;
+    if !report.result.writes() {
+        return Ok(());
     }
+    if report.result == PushOutcome::Created {
+        if let Some(now) = existing(store, tag).await? {
+            let prov = checked
+                .built
+                .layers
+                .iter()
+                .find(|(d, _)| d.media_type == PROV_LAYER_MEDIA_TYPE)
+                .map(|(d, _)| d.digest.clone());
+            report.result = match same(&now, &report.digest, prov.as_ref()) {
+                true => PushOutcome::Unchanged,
+                false => PushOutcome::Refused,
+            };
+            report.previous = Some(now.chart.unwrap_or_else(|| now.manifest.clone()));
+            report.manifest = Some(now.manifest);
+            return Ok(());
+        }
+    }
+    let built = &checked.built;
     let blobs = std::iter::once((&built.config_desc, &built.config))
         .chain(built.layers.iter().map(|(d, b)| (d, b)));
     for (desc, bytes) in blobs {
@@ -277,7 +309,22 @@ pub async fn push(
     store
         .put_manifest(&built.manifest, &[tag.to_string()])
         .await?;
-    Ok(report)
+    Ok(())
+}
+
+/// Publishes `chart` to `store` under `tag`, guarded: [`check`], then [`write`] unless a dry run.
+pub async fn push(
+    store: &dyn Store,
+    tag: &str,
+    chart: &Chart,
+    options: &PushOptions,
+    created: &str,
+) -> Result<PushReport> {
+    let mut checked = check(store, tag, chart, options, created).await?;
+    if !options.dry_run {
+        write(store, tag, &mut checked).await?;
+    }
+    Ok(checked.report)
 }
 
 /// A blob held in memory.
