@@ -1,5 +1,11 @@
 //! The `ferry promote` and `ferry tag` binaries against the real docker-registry: exit codes of
-//! the guards (6, 7), plan errors (2, with file:line), `--json` after a dry run and a real run.
+//! the guards (6, 7), plan errors (2, with file:line), `--json` after a dry run and a real run;
+//! plans with charts (in `promote_cli/charts.rs`).
+#[path = "support/chartmuseum.rs"]
+#[allow(dead_code)]
+mod chartmuseum;
+#[path = "promote_cli/charts.rs"]
+mod plan_charts;
 mod promote_common;
 mod support;
 

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
+use super::charts::{charts_stopped, ChartJob, ChartSlot};
 use super::guard::{self, TagResult};
-use super::report::{ImageReport, ImageStatus, Outcome, PlanReport, Route};
+use super::report::{ImageReport, ImageStatus, PlanReport, Route};
 use super::survey::{self, Presence, Simulation};
 use super::{Job, Promoter};
 use crate::copy::{collect, Graph, Pushed};
@@ -68,11 +69,21 @@ impl Promoter {
     /// Promotes every job: atomically (no tag before every image is present) unless
     /// `options.atomic` is false. Never fails as a whole: the report holds each image's error.
     pub async fn run(&self, jobs: &[Job]) -> PlanReport {
+        self.run_plan(jobs, &[]).await
+    }
+
+    /// Promotes every job, then pushes every chart. Every chart's guard is checked with the
+    /// images' (atomic: a refused chart means no tag is written); charts are written only once
+    /// every image is promoted.
+    pub async fn run_plan(&self, jobs: &[Job], charts: &[ChartJob]) -> PlanReport {
         let started = Instant::now();
         let mut slots = self.slots(jobs);
+        let mut chart_slots = self.chart_slots(charts);
         if self.options.atomic {
-            self.run_atomic(jobs, &mut slots).await;
+            self.run_atomic(jobs, &mut slots, charts, &mut chart_slots)
+                .await;
         } else {
+            self.check_charts(charts, &mut chart_slots, false).await;
             let n = self.options.images.max(1);
             let done: Vec<(usize, Slot)> = futures::stream::iter(slots.into_iter().enumerate())
                 .map(|(i, mut slot)| async move {
@@ -83,15 +94,27 @@ impl Promoter {
                 .collect()
                 .await;
             slots = order(done);
+            if !charts_stopped(&chart_slots) && all_promoted(&slots) {
+                self.write_charts(charts, &mut chart_slots).await;
+            }
         }
-        self.report(slots, false, started)
+        self.report(slots, chart_slots, false, started)
     }
 
     /// Resolves and guards every job and surveys its blobs; writes nothing.
     pub async fn dry_run(&self, jobs: &[Job]) -> PlanReport {
+        self.dry_run_plan(jobs, &[]).await
+    }
+
+    /// [`dry_run`](Self::dry_run), and checks what pushing each chart would do.
+    pub async fn dry_run_plan(&self, jobs: &[Job], charts: &[ChartJob]) -> PlanReport {
         let started = Instant::now();
         let mut slots = self.slots(jobs);
-        self.resolve_all(jobs, &mut slots, true).await;
+        let mut chart_slots = self.chart_slots(charts);
+        futures::join!(
+            self.resolve_all(jobs, &mut slots, true),
+            self.check_charts(charts, &mut chart_slots, true)
+        );
         let mut sim = Simulation::default();
         for (slot, job) in slots.iter_mut().zip(jobs) {
             if let Some(r) = &slot.resolved {
@@ -102,7 +125,7 @@ impl Promoter {
                 }
             }
         }
-        self.report(slots, true, started)
+        self.report(slots, chart_slots, true, started)
     }
 
     fn slots(&self, jobs: &[Job]) -> Vec<Slot> {
@@ -119,32 +142,34 @@ impl Promoter {
             .collect()
     }
 
-    fn report(&self, slots: Vec<Slot>, dry_run: bool, started: Instant) -> PlanReport {
-        let images: Vec<ImageReport> = slots.into_iter().map(|s| s.report).collect();
-        let outcome = if dry_run {
-            Outcome::Planned
-        } else if images.iter().all(|i| i.status == ImageStatus::Promoted) {
-            Outcome::Promoted
-        } else if images.iter().any(|i| i.tags.iter().any(|t| t.written)) {
-            Outcome::Partial
-        } else {
-            Outcome::NoTagsWritten
-        };
-        let mut report = PlanReport {
+    fn report(
+        &self,
+        slots: Vec<Slot>,
+        charts: Vec<ChartSlot>,
+        dry_run: bool,
+        started: Instant,
+    ) -> PlanReport {
+        PlanReport::new(
+            slots.into_iter().map(|s| s.report).collect(),
+            charts.into_iter().map(|c| c.report).collect(),
             dry_run,
-            atomic: self.options.atomic,
-            outcome,
-            images,
-            totals: Default::default(),
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        report.finish();
-        report
+            self.options.atomic,
+            started.elapsed().as_secs_f64(),
+        )
     }
 
-    async fn run_atomic(&self, jobs: &[Job], slots: &mut [Slot]) {
-        self.resolve_all(jobs, slots, false).await;
-        if stopped(slots) {
+    async fn run_atomic(
+        &self,
+        jobs: &[Job],
+        slots: &mut [Slot],
+        charts: &[ChartJob],
+        chart_slots: &mut [ChartSlot],
+    ) {
+        futures::join!(
+            self.resolve_all(jobs, slots, false),
+            self.check_charts(charts, chart_slots, false)
+        );
+        if stopped(slots) || charts_stopped(chart_slots) {
             return;
         }
         self.prepare_all(jobs, slots).await;
@@ -170,6 +195,9 @@ impl Promoter {
                 .await;
         for (i, r, secs) in results {
             self.finish(i, &mut slots[i], r, secs);
+        }
+        if all_promoted(slots) {
+            self.write_charts(charts, chart_slots).await;
         }
     }
 
@@ -408,6 +436,12 @@ impl Promoter {
 /// True when an image failed: the atomic run stops (images not yet failed stay as they are).
 fn stopped(slots: &[Slot]) -> bool {
     slots.iter().any(|s| s.report.error.is_some())
+}
+
+fn all_promoted(slots: &[Slot]) -> bool {
+    slots
+        .iter()
+        .all(|s| s.report.status == ImageStatus::Promoted)
 }
 
 fn order(mut done: Vec<(usize, Slot)>) -> Vec<Slot> {
