@@ -25,6 +25,7 @@ mod guard;
 mod plan;
 mod report;
 mod run;
+mod steps;
 mod survey;
 mod template;
 

@@ -1,6 +1,7 @@
 //! Running a plan in phases: resolve and guard every image, make every blob and manifest
 //! present, then write tags (atomic); or the three steps per image (`atomic: false`); or the
-//! first phase plus a blob survey (dry run).
+//! first phase plus a blob survey (dry run). A plan's charts are checked in the first phase and
+//! written after the tags (`charts.rs`); the steps of one image are in `steps.rs`.
 
 use std::time::Instant;
 
@@ -9,42 +10,42 @@ use futures::StreamExt;
 use super::charts::{charts_stopped, ChartJob, ChartSlot};
 use super::guard::{self, TagResult};
 use super::report::{ImageReport, ImageStatus, PlanReport, Route};
-use super::survey::{self, Presence, Simulation};
+use super::survey::{Presence, Simulation};
 use super::{Job, Promoter};
-use crate::copy::{collect, Graph, Pushed};
+use crate::copy::{Graph, Pushed};
 use crate::error::{Error, Result};
 use crate::manifest::RawManifest;
 use crate::store::{Store, Target};
 
 /// An image after the first phase.
 pub(super) struct Resolved {
-    root: RawManifest,
-    route: Route,
+    pub(super) root: RawManifest,
+    pub(super) route: Route,
     /// What has to be pushed; `None` when nothing has to (same repository, or the root
     /// manifest is already at the destination, which implies everything it names is).
-    graph: Option<Graph>,
-    tags: Vec<TagResult>,
+    pub(super) graph: Option<Graph>,
+    pub(super) tags: Vec<TagResult>,
     /// Dry run only: which blobs the destination has.
-    presence: Presence,
+    pub(super) presence: Presence,
 }
 
 /// Per-image state through the phases.
-struct Slot {
-    report: ImageReport,
-    resolved: Option<Resolved>,
+pub(super) struct Slot {
+    pub(super) report: ImageReport,
+    pub(super) resolved: Option<Resolved>,
     /// Whether preparing wrote anything (then tags are looked up again before writing).
-    wrote: bool,
+    pub(super) wrote: bool,
 }
 
 /// `location:tag` or `location@digest`, for messages.
-fn reference(store: &dyn Store, target: &Target) -> String {
+pub(super) fn reference(store: &dyn Store, target: &Target) -> String {
     match target {
         Target::Tag(t) => format!("{}:{t}", store.location()),
         Target::Digest(d) => format!("{}@{d}", store.location()),
     }
 }
 
-fn route(src: &dyn Store, dst: &dyn Store) -> Route {
+pub(super) fn route(src: &dyn Store, dst: &dyn Store) -> Route {
     match (src.repo_location(), dst.repo_location()) {
         (Some(s), Some(d)) if s == d => Route::SameRepository,
         (Some(s), Some(d)) if s.registry == d.registry => Route::SameRegistry,
@@ -334,102 +335,6 @@ impl Promoter {
             }
         }
         self.reporter.image_finished(i, &slot.report);
-    }
-
-    /// Phase 1: the source manifest, the expected digest, the tag guards, the graph to push.
-    async fn resolve(&self, job: &Job, dry_run: bool) -> Result<Resolved> {
-        let (src, dst) = (job.source.as_ref(), job.destination.as_ref());
-        let root = src.get_manifest(&job.target).await?;
-        if let Some(want) = &job.expect_digest {
-            if want != &root.digest {
-                return Err(Error::UnexpectedDigest {
-                    source_ref: reference(src, &job.target),
-                    expected: want.clone(),
-                    actual: root.digest.clone(),
-                });
-            }
-        }
-        let route = route(src, dst);
-        let force = self.options.force;
-        let root_target = Target::Digest(root.digest.clone());
-        let (tags, present) = futures::try_join!(
-            guard::classify(dst, &root.digest, &job.tags, &job.overwrite, force),
-            async {
-                match route {
-                    Route::SameRepository => Ok(true),
-                    _ => dst.resolve(&root_target).await.map(|d| d.is_some()),
-                }
-            }
-        )?;
-        let refused = tags.iter().any(|t| t.action == guard::TagAction::Refused);
-        let mut resolved = Resolved {
-            root,
-            route,
-            graph: None,
-            tags,
-            presence: Vec::new(),
-        };
-        if dry_run && route != Route::SameRepository {
-            let graph = collect(src, &resolved.root, self.options.jobs).await?;
-            resolved.presence = match present {
-                true => survey::all_present(&graph.blobs),
-                false => survey::presence(dst, &graph.blobs, self.options.jobs).await?,
-            };
-        } else if !dry_run && !present && !refused {
-            resolved.graph = Some(collect(src, &resolved.root, self.options.jobs).await?);
-        }
-        Ok(resolved)
-    }
-
-    /// Phase 2: every blob and manifest present at the destination (root by digest).
-    async fn prepare(&self, i: usize, job: &Job, slot: &Slot) -> Result<Pushed> {
-        let Some(res) = &slot.resolved else {
-            return Ok(Pushed::default());
-        };
-        let Some(graph) = &res.graph else {
-            return Ok(Pushed::default());
-        };
-        let copier = self.copier.sharing(self.reporter.image(i));
-        let (src, dst) = (job.source.as_ref(), job.destination.as_ref());
-        copier
-            .push_graph(src, dst, &res.root, graph, self.options.jobs)
-            .await
-    }
-
-    /// Before writing tags after a preparation that took a while: look them up again.
-    async fn recheck(&self, job: &Job, slot: &mut Slot) -> Result<()> {
-        let Some(res) = slot.resolved.as_mut() else {
-            return Ok(());
-        };
-        let dst = job.destination.as_ref();
-        let (digest, force) = (res.root.digest.clone(), self.options.force);
-        guard::recheck(dst, &digest, &mut res.tags, &job.overwrite, force).await?;
-        match guard::refusals(&dst.location(), &digest, &res.tags) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Phase 3: the tags that need writing, in one call (one request where the registry
-    /// takes several tags at once).
-    async fn write_tags(&self, job: &Job, slot: &mut Slot) -> Result<()> {
-        let Some(res) = slot.resolved.as_mut() else {
-            return Ok(());
-        };
-        let names: Vec<String> = res
-            .tags
-            .iter()
-            .filter(|t| t.action.writes())
-            .map(|t| t.tag.clone())
-            .collect();
-        if names.is_empty() {
-            return Ok(());
-        }
-        job.destination.put_manifest(&res.root, &names).await?;
-        for t in res.tags.iter_mut().filter(|t| t.action.writes()) {
-            t.written = true;
-        }
-        Ok(())
     }
 }
 
