@@ -127,3 +127,83 @@ impl Expander<'_> {
         Ok(Some(v))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Error;
+    use crate::promote::{Plan, Vars};
+
+    fn dir_with_chart() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("deploy/chart")).unwrap();
+        std::fs::write(
+            dir.path().join("deploy/chart/Chart.yaml"),
+            "apiVersion: v2\nname: api\nversion: 0.1.0\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("api-1.0.0.tgz"), b"not read yet").unwrap();
+        dir
+    }
+
+    fn problems(file: &str, text: &str) -> String {
+        match Plan::parse(file, text, &Vars::new()) {
+            Err(e @ Error::Plan { .. }) => e.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn charts_expand_beside_the_plan_with_templates() {
+        let dir = dir_with_chart();
+        let file = dir.path().join("release.yaml").display().to_string();
+        let text = "vars: {version: 1.4.2}\ncharts:\n  - path: deploy/chart\n    destination: https://charts.example.com/team\n    version: \"{version}\"\n    app-version: \"v{version}\"\n  - path: api-{major}.0.0.tgz\n    destination: oci://prod.example.com/charts\n";
+        let mut cli = Vars::new();
+        cli.set("version", "1.5.0");
+        let plan = Plan::parse(&file, text, &cli).unwrap();
+        assert!(plan.images.is_empty());
+        let [dir_chart, tgz] = &plan.charts[..] else {
+            panic!("{:?}", plan.charts)
+        };
+        assert_eq!(dir_chart.path, dir.path().join("deploy/chart"));
+        assert_eq!(dir_chart.version.as_deref(), Some("1.5.0"));
+        assert_eq!(dir_chart.app_version.as_deref(), Some("v1.5.0"));
+        assert_eq!(dir_chart.label, format!("{file}:3"));
+        assert_eq!(
+            (dir_chart.position.line, dir_chart.position.column),
+            (3, 11)
+        );
+        assert_eq!(tgz.path, dir.path().join("api-1.0.0.tgz"));
+        assert_eq!(tgz.destination, "oci://prod.example.com/charts");
+    }
+
+    #[test]
+    fn chart_problems_point_at_their_value() {
+        let dir = dir_with_chart();
+        let file = dir.path().join("p.yaml").display().to_string();
+        let e = problems(
+            &file,
+            "charts:\n  - path: api-1.0.0.tgz\n    destination: oci://r.io/c\n    version: 1.0.0\n",
+        );
+        assert!(e.contains(":4:14: ") && e.contains("byte for byte"), "{e}");
+        let e = problems(
+            &file,
+            "charts:\n  - path: deploy\n    destination: oci://r.io/c\n  - path: deploy/chart\n    destination: \"oci://\"\n    prov: nope.prov\n",
+        );
+        assert!(
+            e.contains(":2:11: ") && e.contains("has no Chart.yaml"),
+            "{e}"
+        );
+        assert!(
+            e.contains(":5:18: ") && e.contains("chart destination"),
+            "{e}"
+        );
+        assert!(
+            e.contains(":6:11: ") && e.contains("provenance file"),
+            "{e}"
+        );
+        let e = problems(&file, "images: []\n");
+        assert!(e.contains("no images and no charts"), "{e}");
+        let e = problems(&file, "vars: {}\n");
+        assert!(e.contains(":1:1: ") && e.contains("`images:`"), "{e}");
+    }
+}
