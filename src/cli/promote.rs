@@ -50,7 +50,13 @@ Plan file (YAML or JSON):
       destination: api                   # default: the source repository
       expect-digest: sha256:...
     - source: ci.example.com/team/web:feature-x-3f2a1c
-      tags: [\"{version}\"]";
+      tags: [\"{version}\"]
+  charts:                                # checked with the images, pushed after every tag
+    - path: deploy/chart                 # a directory or a .tgz, relative to the plan
+      destination: https://charts.example.com/team   # ChartMuseum, or oci://REGISTRY/PATH
+      version: \"{version}\"
+      app-version: \"{version}\"
+A chart whose version exists with other bytes is refused (exit 7) before any tag is written.";
 
 /// Flags shared by `promote` and `tag`.
 #[derive(Args, Clone)]
