@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,6 +14,7 @@ use serde::Serialize;
 
 use super::error::ChartError;
 use super::meta::ChartMeta;
+pub use super::publish::rfc3339;
 use super::{decide, Chart, PushOptions, PushOutcome, PushReport};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -345,42 +345,9 @@ impl BlobSource for MemBlob {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC, whole seconds), as Go's `time.RFC3339` prints UTC.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn rfc3339_formats_utc() {
-        let t = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(rfc3339(t(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(t(951_782_400)), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(t(1_767_225_599)), "2025-12-31T23:59:59Z");
-    }
 
     #[test]
     fn references_append_the_chart_name_and_map_plus() {
