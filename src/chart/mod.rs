@@ -12,6 +12,7 @@ pub mod meta;
 pub mod museum;
 pub mod oci;
 pub mod package;
+pub mod publish;
 
 use std::path::Path;
 
@@ -21,6 +22,7 @@ use crate::digest::Digest;
 pub use error::ChartError;
 pub use meta::ChartMeta;
 pub use package::{package_dir, PackageOptions};
+pub use publish::{ChartTarget, CheckedPush};
 
 /// A packaged chart: its archive bytes (exactly what is published), digest and metadata.
 #[derive(Clone, Debug)]
@@ -83,6 +85,13 @@ pub enum PushOutcome {
     Replaced,
     /// The version exists with other bytes; nothing was written.
     Refused,
+}
+
+impl PushOutcome {
+    /// Whether publishing has to write (created or replaced).
+    pub fn writes(self) -> bool {
+        matches!(self, PushOutcome::Created | PushOutcome::Replaced)
+    }
 }
 
 impl std::fmt::Display for PushOutcome {

@@ -73,6 +73,14 @@ impl Default for MuseumOptions {
     }
 }
 
+/// A push to ChartMuseum checked against what the server holds: the guard's verdict, and where
+/// writing it posts.
+pub struct MuseumCheck {
+    pub report: PushReport,
+    api: Url,
+    prov: Option<Bytes>,
+}
+
 /// A client for one ChartMuseum repository URL.
 pub struct MuseumClient {
     http: reqwest::Client,
@@ -231,13 +239,13 @@ impl MuseumClient {
         }
     }
 
-    /// Publishes `chart`, guarded: unchanged when the server holds the same digest, refused
-    /// when it holds another one unless forced.
-    pub async fn push(
+    /// Decides what publishing `chart` does, reading only: unchanged when the server holds the
+    /// same digest (and provenance), refused when it holds another one unless forced.
+    pub async fn check(
         &self,
         chart: &Chart,
         options: &PushOptions,
-    ) -> Result<PushReport, ChartError> {
+    ) -> Result<MuseumCheck, ChartError> {
         let context = self.context_path().await?;
         let api = self.api_url(&context);
         let previous = self.existing(&api, &chart.meta).await?;
@@ -249,29 +257,51 @@ impl MuseumClient {
             Some(_) => Some(false),
             None => None,
         };
-        let outcome = decide(same, options.force);
-        let mut report = PushReport {
+        let report = PushReport {
             chart: chart.meta.name.clone(),
             version: chart.meta.version.clone(),
             destination: api.to_string(),
-            result: outcome,
+            result: decide(same, options.force),
             digest: chart.digest.clone(),
             previous,
             manifest: None,
             dry_run: options.dry_run,
         };
-        if options.dry_run || matches!(outcome, PushOutcome::Unchanged | PushOutcome::Refused) {
-            return Ok(report);
+        Ok(MuseumCheck {
+            report,
+            api,
+            prov: options.prov.clone(),
+        })
+    }
+
+    /// Uploads what `checked` decided. A server that answers 409 (the version appeared since
+    /// the check, or it refuses overwrites: `DISABLE_FORCE_OVERWRITE`) turns it into refused.
+    pub async fn write(&self, chart: &Chart, checked: &mut MuseumCheck) -> Result<(), ChartError> {
+        if !checked.report.result.writes() {
+            return Ok(());
         }
-        let force = outcome == PushOutcome::Replaced;
+        let force = checked.report.result == PushOutcome::Replaced;
         if !self
-            .upload(&api, chart, options.prov.as_ref(), force)
+            .upload(&checked.api, chart, checked.prov.as_ref(), force)
             .await?
         {
-            // Appeared since the check, or the server refuses overwrites (DISABLE_FORCE_OVERWRITE).
-            report.result = PushOutcome::Refused;
+            checked.report.result = PushOutcome::Refused;
         }
-        Ok(report)
+        Ok(())
+    }
+
+    /// Publishes `chart`, guarded: [`check`](Self::check), then [`write`](Self::write) unless a
+    /// dry run.
+    pub async fn push(
+        &self,
+        chart: &Chart,
+        options: &PushOptions,
+    ) -> Result<PushReport, ChartError> {
+        let mut checked = self.check(chart, options).await?;
+        if !options.dry_run {
+            self.write(chart, &mut checked).await?;
+        }
+        Ok(checked.report)
     }
 
     /// The provenance file the repository serves beside the chart, if any.

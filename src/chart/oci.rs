@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,6 +14,7 @@ use serde::Serialize;
 
 use super::error::ChartError;
 use super::meta::ChartMeta;
+pub use super::publish::rfc3339;
 use super::{decide, Chart, PushOptions, PushOutcome, PushReport};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -231,14 +231,21 @@ fn same(existing: &Existing, chart: &Digest, prov: Option<&Digest>) -> bool {
     existing.chart.as_ref() == Some(chart) && prov.is_none_or(|p| existing.prov.as_ref() == Some(p))
 }
 
-/// Publishes `chart` to `store` under `tag`, guarded: blobs first, then the manifest and tag.
-pub async fn push(
+/// A push to an OCI registry checked against what `tag` names now: the guard's verdict, and
+/// the blobs and manifest that writing it puts.
+pub struct OciCheck {
+    pub report: PushReport,
+    built: OciChart,
+}
+
+/// Decides what publishing `chart` under `tag` does, reading only.
+pub async fn check(
     store: &dyn Store,
     tag: &str,
     chart: &Chart,
     options: &PushOptions,
     created: &str,
-) -> Result<PushReport> {
+) -> Result<OciCheck> {
     let built = build(chart, options.prov.as_ref(), created);
     let found = existing(store, tag).await?;
     let prov_digest = options.prov.as_ref().map(|p| Digest::of(p));
@@ -262,11 +269,36 @@ pub async fn push(
     };
     if matches!(outcome, PushOutcome::Unchanged | PushOutcome::Refused) {
         report.manifest = found.map(|e| e.manifest);
-        return Ok(report);
     }
-    if options.dry_run {
-        return Ok(report);
+    Ok(OciCheck { report, built })
+}
+
+/// Writes what `checked` decided: blobs first, then the manifest and tag. A tag that did not
+/// exist when checked but does now is not overwritten: the report turns to refused (or
+/// unchanged when it names the same chart).
+pub async fn write(store: &dyn Store, tag: &str, checked: &mut OciCheck) -> Result<()> {
+    let report = &mut checked.report;
+    if !report.result.writes() {
+        return Ok(());
     }
+    if report.result == PushOutcome::Created {
+        if let Some(now) = existing(store, tag).await? {
+            let prov = checked
+                .built
+                .layers
+                .iter()
+                .find(|(d, _)| d.media_type == PROV_LAYER_MEDIA_TYPE)
+                .map(|(d, _)| d.digest.clone());
+            report.result = match same(&now, &report.digest, prov.as_ref()) {
+                true => PushOutcome::Unchanged,
+                false => PushOutcome::Refused,
+            };
+            report.previous = Some(now.chart.unwrap_or_else(|| now.manifest.clone()));
+            report.manifest = Some(now.manifest);
+            return Ok(());
+        }
+    }
+    let built = &checked.built;
     let blobs = std::iter::once((&built.config_desc, &built.config))
         .chain(built.layers.iter().map(|(d, b)| (d, b)));
     for (desc, bytes) in blobs {
@@ -277,7 +309,22 @@ pub async fn push(
     store
         .put_manifest(&built.manifest, &[tag.to_string()])
         .await?;
-    Ok(report)
+    Ok(())
+}
+
+/// Publishes `chart` to `store` under `tag`, guarded: [`check`], then [`write`] unless a dry run.
+pub async fn push(
+    store: &dyn Store,
+    tag: &str,
+    chart: &Chart,
+    options: &PushOptions,
+    created: &str,
+) -> Result<PushReport> {
+    let mut checked = check(store, tag, chart, options, created).await?;
+    if !options.dry_run {
+        write(store, tag, &mut checked).await?;
+    }
+    Ok(checked.report)
 }
 
 /// A blob held in memory.
@@ -298,42 +345,9 @@ impl BlobSource for MemBlob {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC, whole seconds), as Go's `time.RFC3339` prints UTC.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn rfc3339_formats_utc() {
-        let t = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(rfc3339(t(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(t(951_782_400)), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(t(1_767_225_599)), "2025-12-31T23:59:59Z");
-    }
 
     #[test]
     fn references_append_the_chart_name_and_map_plus() {

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Subcommand};
 
 use ferry::chart::museum::{MuseumAuth, MuseumClient, MuseumOptions};
-use ferry::chart::{oci, Chart, ChartError, PackageOptions, PushOptions, PushOutcome, PushReport};
+use ferry::chart::{
+    oci, Chart, ChartError, ChartTarget, PackageOptions, PushOptions, PushOutcome, PushReport,
+};
 use ferry::reference::ImageRef;
 use ferry::{Error, Result};
 
@@ -139,18 +141,22 @@ pub fn exit_code(e: &ChartError) -> u8 {
     }
 }
 
-fn package_options(v: &VersionArgs) -> Result<PackageOptions> {
-    let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
+/// Entry mtimes of packaged charts: `SOURCE_DATE_EPOCH`, else 0.
+pub fn source_date_epoch() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) => s.trim().parse().map_err(|_| Error::Usage {
             arg: "SOURCE_DATE_EPOCH".into(),
             reason: format!("{s:?} is not a number of seconds"),
-        })?,
-        Err(_) => 0,
-    };
+        }),
+        Err(_) => Ok(0),
+    }
+}
+
+fn package_options(v: &VersionArgs) -> Result<PackageOptions> {
     Ok(PackageOptions {
         version: v.version.clone(),
         app_version: v.app_version.clone(),
-        mtime,
+        mtime: source_date_epoch()?,
     })
 }
 
@@ -203,17 +209,49 @@ async fn push(args: PushArgs) -> Result<()> {
         dry_run: args.dry_run,
         prov: read_prov(&args)?,
     };
-    let report = if args.destination.starts_with("oci://") {
-        push_oci(&args, &chart, &options).await?
-    } else {
-        let client = MuseumClient::new(&args.destination, museum_options(&args)?)?;
-        client.push(&chart, &options).await?
-    };
+    let mut transport = args.transport.clone();
+    if transport.dest_creds.is_none() {
+        transport.dest_creds = args.creds.clone();
+    }
+    let stores = Stores::new(TransportSettings::resolve(&transport)?, None, false);
+    let client_cert = args.cert_file.clone().zip(args.key_file.clone());
+    let museum = museum_options(
+        args.creds.as_deref(),
+        client_cert,
+        args.context_path.clone(),
+        args.timeout,
+        &args.transport,
+    )?;
+    let target = open_target(&args.destination, &chart, &args.chart, &stores, museum)?;
+    let report = target.push(&chart, &options).await?;
     print_report(&report, &args);
     match report.refusal() {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// Opens where a chart goes: `oci://` through the store cache (destination side), else a
+/// ChartMuseum client. `path` is the chart's file or directory (an archive's mtime is the OCI
+/// `created` annotation, as with Helm).
+pub fn open_target(
+    destination: &str,
+    chart: &Chart,
+    path: &Path,
+    stores: &Stores,
+    museum: MuseumOptions,
+) -> Result<ChartTarget> {
+    if !destination.starts_with("oci://") {
+        return Ok(ChartTarget::Museum(MuseumClient::new(destination, museum)?));
+    }
+    let reference = oci::reference(destination, &chart.meta)?;
+    let tag = reference.tag.clone().expect("a chart reference has a tag");
+    let (store, _) = stores.open(&ImageRef::Registry(reference), Side::Destination)?;
+    let created = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m.modified().unwrap_or_else(|_| SystemTime::now()),
+        _ => SystemTime::now(),
+    };
+    Ok(ChartTarget::oci(store, tag, created))
 }
 
 /// `--prov FILE`, else `CHART.prov` beside an archive.
@@ -235,30 +273,17 @@ fn read_prov(args: &PushArgs) -> Result<Option<bytes::Bytes>> {
     Ok(Some(bytes.into()))
 }
 
-async fn push_oci(args: &PushArgs, chart: &Chart, options: &PushOptions) -> Result<PushReport> {
-    let reference = oci::reference(&args.destination, &chart.meta)?;
-    let tag = reference.tag.clone().expect("a chart reference has a tag");
-    let mut transport = args.transport.clone();
-    if transport.dest_creds.is_none() {
-        transport.dest_creds = args.creds.clone();
-    }
-    let stores = Stores::new(TransportSettings::resolve(&transport)?, None, false);
-    let (store, _) = stores.open(&ImageRef::Registry(reference), Side::Destination)?;
-    // Helm stamps `created` with the archive's modification time.
-    let created = match std::fs::metadata(&args.chart) {
-        Ok(m) if m.is_file() => m.modified().unwrap_or_else(|_| SystemTime::now()),
-        _ => SystemTime::now(),
-    };
-    oci::push(store.as_ref(), &tag, chart, options, &oci::rfc3339(created)).await
-}
-
-fn museum_options(args: &PushArgs) -> Result<MuseumOptions> {
+/// ChartMuseum settings: `creds` (USER:PASS), else `HELM_REPO_USERNAME`/`HELM_REPO_PASSWORD`,
+/// else the bearer token `HELM_REPO_ACCESS_TOKEN`; TLS from the destination side's flags.
+pub fn museum_options(
+    creds: Option<&str>,
+    client_cert: Option<(PathBuf, PathBuf)>,
+    context_path: Option<String>,
+    timeout: u64,
+    transport: &TransportArgs,
+) -> Result<MuseumOptions> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let auth = match (
-        &args.creds,
-        env("HELM_REPO_USERNAME"),
-        env("HELM_REPO_PASSWORD"),
-    ) {
+    let auth = match (creds, env("HELM_REPO_USERNAME"), env("HELM_REPO_PASSWORD")) {
         (Some(c), _, _) => {
             let (user, password) = c.split_once(':').ok_or_else(|| Error::Credentials {
                 reason: "--creds: expected USER:PASS".into(),
@@ -274,15 +299,14 @@ fn museum_options(args: &PushArgs) -> Result<MuseumOptions> {
             None => MuseumAuth::None,
         },
     };
-    let client_cert = args.cert_file.clone().zip(args.key_file.clone());
     Ok(MuseumOptions {
         auth,
-        ca_file: args.transport.ca_file.clone(),
+        ca_file: transport.ca_file.clone(),
         client_cert,
-        tls_verify: args.transport.dest_tls_verify,
-        allow_http: args.transport.dest_plain_http,
-        context_path: args.context_path.clone(),
-        timeout: Duration::from_secs(args.timeout.max(1)),
+        tls_verify: transport.dest_tls_verify,
+        allow_http: transport.dest_plain_http,
+        context_path,
+        timeout: Duration::from_secs(timeout.max(1)),
     })
 }
 

@@ -2,6 +2,7 @@
 //! image or many, guarded (expected digest, existing tags), all-or-nothing by default.
 
 mod bars;
+mod charts;
 mod open;
 mod output;
 
@@ -16,6 +17,7 @@ use ferry::{Digest, Error, Result};
 
 use super::endpoints::TransportArgs;
 use super::settings::{parse_ref, parse_tag, Stores, TransportSettings};
+pub use charts::ChartServerArgs;
 use ferry::error::Side;
 pub use open::split_tags;
 use open::Opener;
@@ -48,7 +50,13 @@ Plan file (YAML or JSON):
       destination: api                   # default: the source repository
       expect-digest: sha256:...
     - source: ci.example.com/team/web:feature-x-3f2a1c
-      tags: [\"{version}\"]";
+      tags: [\"{version}\"]
+  charts:                                # checked with the images, pushed after every tag
+    - path: deploy/chart                 # a directory or a .tgz, relative to the plan
+      destination: https://charts.example.com/team   # ChartMuseum, or oci://REGISTRY/PATH
+      version: \"{version}\"
+      app-version: \"{version}\"
+A chart whose version exists with other bytes is refused (exit 7) before any tag is written.";
 
 /// Flags shared by `promote` and `tag`.
 #[derive(Args, Clone)]
@@ -108,6 +116,8 @@ pub struct PromoteArgs {
     pub registry_limits: Vec<String>,
     #[command(flatten)]
     pub transport: TransportArgs,
+    #[command(flatten)]
+    pub chart_servers: ChartServerArgs,
 }
 
 pub async fn run(args: PromoteArgs) -> Result<()> {
@@ -139,21 +149,35 @@ pub async fn run(args: PromoteArgs) -> Result<()> {
         images: args.images.max(1),
         jobs: args.jobs.max(1),
     };
-    execute(&plan, options, limits, &args.guard, &args.transport, None).await
+    let endpoints = Endpoints {
+        transport: &args.transport,
+        chart_servers: &args.chart_servers,
+        one_side: None,
+    };
+    execute(&plan, options, limits, &args.guard, endpoints).await
 }
 
-/// Opens the stores, runs (or dry-runs) the plan, prints the report, returns the errors.
+/// How a run reaches its registries and chart servers.
+pub struct Endpoints<'a> {
+    pub transport: &'a TransportArgs,
+    pub chart_servers: &'a ChartServerArgs,
+    /// `ferry tag`: one repository, through the destination side's client.
+    pub one_side: Option<Side>,
+}
+
+/// Packages the plan's charts, opens the stores, runs (or dry-runs) the plan, prints the
+/// report, returns the errors.
 pub async fn execute(
     plan: &Plan,
     options: PromoteOptions,
     limits: RegistryLimits,
     guard: &GuardArgs,
-    transport: &TransportArgs,
-    one_side: Option<Side>,
+    endpoints: Endpoints<'_>,
 ) -> Result<()> {
+    let loaded = charts::load(&plan.charts)?;
     let stores = Stores::new(
-        TransportSettings::resolve(transport)?,
-        one_side,
+        TransportSettings::resolve(endpoints.transport)?,
+        endpoints.one_side,
         guard.dry_run,
     );
     let opener = Opener::new(&stores);
@@ -162,13 +186,19 @@ pub async fn execute(
         .iter()
         .map(|p| opener.job(p))
         .collect::<Result<Vec<_>>>()?;
+    let chart_jobs = charts::open(
+        loaded,
+        &stores,
+        endpoints.chart_servers,
+        endpoints.transport,
+    )?;
     let quiet = guard.quiet || guard.json;
-    let reporter = bars::plan_reporter(quiet, jobs.len());
+    let reporter = bars::plan_reporter(quiet, jobs.len(), chart_jobs.len());
     let promoter = Promoter::new(options, limits, reporter.clone());
     let mut report = if guard.dry_run {
-        promoter.dry_run(&jobs).await
+        promoter.dry_run_plan(&jobs, &chart_jobs).await
     } else {
-        promoter.run(&jobs).await
+        promoter.run_plan(&jobs, &chart_jobs).await
     };
     reporter.clear();
     if guard.json {
@@ -227,6 +257,7 @@ pub fn one_image(
             expect_digest: guard.expect_digest.clone(),
             overwrite: Overwrite::Never,
         }],
+        charts: Vec::new(),
         limits: Vec::new(),
     })
 }

@@ -10,7 +10,7 @@ use ferry::reference::ImageRef;
 use ferry::Result;
 
 use super::endpoints::TransportArgs;
-use super::promote::{execute, one_image, GuardArgs};
+use super::promote::{execute, one_image, ChartServerArgs, Endpoints, GuardArgs};
 use super::settings::{parse_ref, parse_tag};
 
 const EXAMPLES: &str = "\
@@ -57,5 +57,10 @@ pub async fn run(args: TagArgs) -> Result<()> {
     };
     let limits = RegistryLimits::unlimited();
     let side = Some(Side::Destination);
-    execute(&plan, options, limits, &args.guard, &args.transport, side).await
+    let endpoints = Endpoints {
+        transport: &args.transport,
+        chart_servers: &ChartServerArgs::default(),
+        one_side: side,
+    };
+    execute(&plan, options, limits, &args.guard, endpoints).await
 }

@@ -45,8 +45,8 @@ impl Plan {
     }
 }
 
-struct Expander<'a> {
-    file: &'a str,
+pub(super) struct Expander<'a> {
+    pub(super) file: &'a str,
     cli: &'a Vars,
     problems: Vec<PlanProblem>,
 }
@@ -60,17 +60,26 @@ fn vars_of(map: &std::collections::BTreeMap<String, Spanned<String>>, base: &Var
 }
 
 impl Expander<'_> {
-    fn problem<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn problem<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         self.problems.push(Position::at(at).problem(message));
     }
 
     fn plan(&mut self, f: &PlanFile) -> Plan {
         let plan_vars = vars_of(&f.vars, &Vars::new());
-        if f.images.is_empty() {
-            self.problem(&f.images, "the plan has no images");
+        let no_images = Vec::new();
+        let entries = f.images.as_ref().map_or(&no_images, |i| &**i);
+        match &f.images {
+            Some(i) if i.is_empty() && f.charts.is_empty() => {
+                self.problem(i, "the plan has no images and no charts")
+            }
+            None if f.charts.is_empty() => self.problems.push(
+                Position { line: 1, column: 1 }
+                    .problem("a plan lists `images:` (and perhaps `charts:`)"),
+            ),
+            _ => {}
         }
         let mut images = Vec::new();
-        for entry in f.images.iter() {
+        for entry in entries {
             let vars = vars_of(&entry.vars, &plan_vars).layered(self.cli);
             let line = Position::at(entry).line;
             if let Some(image) = self.image(f, entry, &vars, format!("{}:{line}", self.file)) {
@@ -81,8 +90,15 @@ impl Expander<'_> {
         let mut limits: Vec<(String, usize)> =
             f.limits.iter().map(|(k, v)| (k.to_string(), **v)).collect();
         limits.sort();
+        let chart_vars = plan_vars.layered(self.cli);
+        let charts = f
+            .charts
+            .iter()
+            .filter_map(|c| self.chart(c, &chart_vars))
+            .collect();
         Plan {
             images: images.into_iter().map(|(_, i)| i).collect(),
+            charts,
             limits,
         }
     }
@@ -116,7 +132,7 @@ impl Expander<'_> {
         })
     }
 
-    fn render(&mut self, s: &Spanned<String>, vars: &Vars) -> Option<String> {
+    pub(super) fn render(&mut self, s: &Spanned<String>, vars: &Vars) -> Option<String> {
         vars.render(s).map_err(|m| self.problem(s, m)).ok()
     }
 

@@ -14,17 +14,24 @@
 //! Atomic by default: every image is resolved and guarded, then every blob and manifest of every
 //! image is made present, and only then is any tag written. Any failure before that point means
 //! no tag is written; the [`PlanReport`] says what failed.
+//!
+//! Charts: a plan's charts are checked with the images (a chart that may not be published
+//! stops the plan before any tag is written) and pushed after every tag is written.
 
+mod charts;
 mod expand;
+mod expand_charts;
 mod guard;
 mod plan;
 mod report;
 mod run;
+mod steps;
 mod survey;
 mod template;
 
 use std::sync::Arc;
 
+pub use charts::{ChartJob, ChartReport, ChartStatus, PlannedChart};
 pub use guard::{TagAction, TagResult};
 pub use plan::Position;
 pub use report::{
@@ -65,6 +72,8 @@ impl Overwrite {
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub images: Vec<PlannedImage>,
+    /// Charts pushed after every image tag is written (their guards checked before any is).
+    pub charts: Vec<PlannedChart>,
     /// Blob transfers in flight per registry (`host[:port]`), from the plan's `limits:`.
     pub limits: Vec<(String, usize)>,
 }

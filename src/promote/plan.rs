@@ -18,6 +18,12 @@
 //!     tags: ["{version}"]               # replaces defaults.tags
 //!     overwrite: []                     # replaces defaults.overwrite
 //!     vars: {version: 2.0.0}            # per-image values
+//! charts:                     # checked with the images, pushed after every tag
+//!   - path: deploy/chart                # a chart directory or a .tgz (relative to the plan)
+//!     destination: https://charts.example.com/team   # ChartMuseum, or oci://REGISTRY/PATH
+//!     version: "{version}"              # rewrites Chart.yaml's version (directories only)
+//!     app-version: "{version}"          # rewrites appVersion (directories only)
+//!     prov: dist/api-1.4.2.tgz.prov     # provenance (default: beside a .tgz)
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +43,9 @@ pub(super) struct PlanFile {
     pub defaults: Defaults,
     #[serde(default)]
     pub limits: HashMap<Spanned<String>, Spanned<usize>>,
-    pub images: Spanned<Vec<Spanned<ImageEntry>>>,
+    pub images: Option<Spanned<Vec<Spanned<ImageEntry>>>>,
+    #[serde(default)]
+    pub charts: Vec<Spanned<ChartEntry>>,
 }
 
 /// `defaults:` of a plan file.
@@ -61,6 +69,17 @@ pub(super) struct ImageEntry {
     pub overwrite: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub vars: BTreeMap<String, Spanned<String>>,
+}
+
+/// One entry of `charts:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct ChartEntry {
+    pub path: Spanned<String>,
+    pub destination: Spanned<String>,
+    pub version: Option<Spanned<String>>,
+    pub app_version: Option<Spanned<String>>,
+    pub prov: Option<Spanned<String>>,
 }
 
 /// Where something is in a plan file (1-based).
@@ -131,7 +150,7 @@ fn load_problem(e: &LoadError) -> PlanProblem {
         _ => text.as_str(),
     };
     let message = if matches!(e, LoadError::TopLevelMustBeMapping(_)) {
-        "a plan is a mapping with an `images:` list".to_string()
+        "a plan is a mapping with an `images:` list (and perhaps `charts:`)".to_string()
     } else {
         message.to_string()
     };
@@ -196,10 +215,11 @@ mod tests {
             "images:\n  - source: a/b:1\n    tags: [x]\n  - source: c\n",
         )
         .unwrap();
-        assert_eq!(p.images.len(), 2);
-        assert_eq!(Position::at(&p.images[1]).line, 4);
+        let images = p.images.unwrap();
+        assert_eq!(images.len(), 2);
+        assert_eq!(Position::at(&images[1]).line, 4);
         let j = parse("p.json", "{\"images\": [\n {\"source\": \"a/b:1\", \"tags\": [\"x\"]},\n {\"source\": \"q\", \"expect-digest\": \"sha256:00\"}]}").unwrap();
-        assert_eq!(Position::at(&j.images[1].source).line, 3);
+        assert_eq!(Position::at(&j.images.unwrap()[1].source).line, 3);
     }
 
     #[test]
@@ -219,6 +239,14 @@ mod tests {
         assert!(p.message.contains("Duplicate key"), "{p:?}");
         let p = problem("images:\n  - source: a\n  bad: [\n");
         assert_eq!(p.line, 3, "{p:?}");
+        let p = problem(
+            "images: []\ncharts:\n  - path: c\n    destination: oci://r/x\n    verison: \"1\"\n",
+        );
+        assert_eq!((p.line, p.column), (5, 5), "{p:?}");
+        assert!(p.message.contains("verison"), "{p:?}");
+        let p = problem("charts:\n  - destination: oci://r/x\n");
+        assert!(p.message.contains("missing field `path`"), "{p:?}");
+        assert_eq!(p.line, 2, "{p:?}");
         let p = problem("- a\n");
         assert!(p.message.contains("mapping"), "{p:?}");
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
+use super::charts::{ChartReport, ChartStatus};
 use super::guard::{TagAction, TagResult};
 use crate::copy::BlobCounts;
 use crate::digest::Digest;
@@ -48,11 +49,11 @@ pub enum ImageStatus {
 pub enum Outcome {
     /// Dry run: nothing written.
     Planned,
-    /// Every image promoted.
+    /// Every image promoted and every chart published.
     Promoted,
-    /// Something failed before the tag phase: no tag was written.
+    /// Something failed before the tag phase: no tag (and no chart) was written.
     NoTagsWritten,
-    /// Some images promoted, some not (tag phase failures, or `--no-atomic`).
+    /// Some tags or charts written, others not (tag or chart phase failures, `--no-atomic`).
     Partial,
 }
 
@@ -110,7 +111,7 @@ pub struct ImageReport {
     pub error: Option<Error>,
 }
 
-fn error_text<S: Serializer>(e: &Option<Error>, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn error_text<S: Serializer>(e: &Option<Error>, s: S) -> Result<S::Ok, S::Error> {
     match e {
         Some(e) => s.serialize_some(&e.to_string()),
         None => s.serialize_none(),
@@ -153,6 +154,10 @@ pub struct Totals {
     pub tags_moved: usize,
     pub tags_refused: usize,
     pub tags_written: usize,
+    pub charts: usize,
+    pub charts_published: usize,
+    pub charts_failed: usize,
+    pub charts_written: usize,
 }
 
 /// The result of a run (or dry run) over a plan.
@@ -162,12 +167,47 @@ pub struct PlanReport {
     pub atomic: bool,
     pub outcome: Outcome,
     pub images: Vec<ImageReport>,
+    /// The plan's charts, pushed after every image tag.
+    pub charts: Vec<ChartReport>,
     pub totals: Totals,
     pub seconds: f64,
 }
 
 impl PlanReport {
-    pub(super) fn finish(&mut self) {
+    pub(super) fn new(
+        images: Vec<ImageReport>,
+        charts: Vec<ChartReport>,
+        dry_run: bool,
+        atomic: bool,
+        seconds: f64,
+    ) -> PlanReport {
+        let outcome = if dry_run {
+            Outcome::Planned
+        } else if images.iter().all(|i| i.status == ImageStatus::Promoted)
+            && charts.iter().all(|c| c.status == ChartStatus::Published)
+        {
+            Outcome::Promoted
+        } else if images.iter().any(|i| i.tags.iter().any(|t| t.written))
+            || charts.iter().any(|c| c.written)
+        {
+            Outcome::Partial
+        } else {
+            Outcome::NoTagsWritten
+        };
+        let mut report = PlanReport {
+            dry_run,
+            atomic,
+            outcome,
+            images,
+            charts,
+            totals: Totals::default(),
+            seconds,
+        };
+        report.finish();
+        report
+    }
+
+    fn finish(&mut self) {
         let mut t = Totals {
             images: self.images.len(),
             ..Totals::default()
@@ -185,12 +225,19 @@ impl PlanReport {
             t.tags_refused += i.count(TagAction::Refused);
             t.tags_written += i.tags.iter().filter(|x| x.written).count();
         }
+        t.charts = self.charts.len();
+        for c in &self.charts {
+            t.charts_published += usize::from(c.status == ChartStatus::Published);
+            t.charts_failed += usize::from(c.error.is_some());
+            t.charts_written += usize::from(c.written);
+        }
         self.totals = t;
     }
 
     /// True when nothing failed or was refused (a dry run that found refusals is not ok).
     pub fn ok(&self) -> bool {
         self.images.iter().all(|i| i.error.is_none())
+            && self.charts.iter().all(|c| c.error.is_none())
     }
 
     /// The errors of every image, most decisive first: an unexpected source digest, then a
@@ -200,10 +247,12 @@ impl PlanReport {
             .images
             .iter_mut()
             .filter_map(|i| i.error.take())
+            .chain(self.charts.iter_mut().filter_map(|c| c.error.take()))
             .collect();
         errors.sort_by_key(|e| match e {
             Error::UnexpectedDigest { .. } => 0,
             Error::TagRefused { .. } => 1,
+            Error::Chart(c) if matches!(**c, crate::chart::ChartError::Refused { .. }) => 1,
             Error::Many(v) if matches!(v.first(), Some(Error::TagRefused { .. })) => 1,
             _ => 2,
         });
@@ -224,6 +273,8 @@ pub trait PlanReporter: Send + Sync {
     fn image_prepared(&self, _index: usize, _image: &ImageReport) {}
     /// Image `index` reached its final state (promoted, failed, refused...).
     fn image_finished(&self, _index: usize, _image: &ImageReport) {}
+    /// Chart `index` was checked and refused or failed, or (dry run) checked, or written.
+    fn chart_finished(&self, _index: usize, _chart: &ChartReport) {}
 }
 
 /// A plan reporter that ignores everything.

@@ -1,49 +1,51 @@
 //! Running a plan in phases: resolve and guard every image, make every blob and manifest
 //! present, then write tags (atomic); or the three steps per image (`atomic: false`); or the
-//! first phase plus a blob survey (dry run).
+//! first phase plus a blob survey (dry run). A plan's charts are checked in the first phase and
+//! written after the tags (`charts.rs`); the steps of one image are in `steps.rs`.
 
 use std::time::Instant;
 
 use futures::StreamExt;
 
+use super::charts::{charts_stopped, ChartJob, ChartSlot};
 use super::guard::{self, TagResult};
-use super::report::{ImageReport, ImageStatus, Outcome, PlanReport, Route};
-use super::survey::{self, Presence, Simulation};
+use super::report::{ImageReport, ImageStatus, PlanReport, Route};
+use super::survey::{Presence, Simulation};
 use super::{Job, Promoter};
-use crate::copy::{collect, Graph, Pushed};
+use crate::copy::{Graph, Pushed};
 use crate::error::{Error, Result};
 use crate::manifest::RawManifest;
 use crate::store::{Store, Target};
 
 /// An image after the first phase.
 pub(super) struct Resolved {
-    root: RawManifest,
-    route: Route,
+    pub(super) root: RawManifest,
+    pub(super) route: Route,
     /// What has to be pushed; `None` when nothing has to (same repository, or the root
     /// manifest is already at the destination, which implies everything it names is).
-    graph: Option<Graph>,
-    tags: Vec<TagResult>,
+    pub(super) graph: Option<Graph>,
+    pub(super) tags: Vec<TagResult>,
     /// Dry run only: which blobs the destination has.
-    presence: Presence,
+    pub(super) presence: Presence,
 }
 
 /// Per-image state through the phases.
-struct Slot {
-    report: ImageReport,
-    resolved: Option<Resolved>,
+pub(super) struct Slot {
+    pub(super) report: ImageReport,
+    pub(super) resolved: Option<Resolved>,
     /// Whether preparing wrote anything (then tags are looked up again before writing).
-    wrote: bool,
+    pub(super) wrote: bool,
 }
 
 /// `location:tag` or `location@digest`, for messages.
-fn reference(store: &dyn Store, target: &Target) -> String {
+pub(super) fn reference(store: &dyn Store, target: &Target) -> String {
     match target {
         Target::Tag(t) => format!("{}:{t}", store.location()),
         Target::Digest(d) => format!("{}@{d}", store.location()),
     }
 }
 
-fn route(src: &dyn Store, dst: &dyn Store) -> Route {
+pub(super) fn route(src: &dyn Store, dst: &dyn Store) -> Route {
     match (src.repo_location(), dst.repo_location()) {
         (Some(s), Some(d)) if s == d => Route::SameRepository,
         (Some(s), Some(d)) if s.registry == d.registry => Route::SameRegistry,
@@ -68,11 +70,21 @@ impl Promoter {
     /// Promotes every job: atomically (no tag before every image is present) unless
     /// `options.atomic` is false. Never fails as a whole: the report holds each image's error.
     pub async fn run(&self, jobs: &[Job]) -> PlanReport {
+        self.run_plan(jobs, &[]).await
+    }
+
+    /// Promotes every job, then pushes every chart. Every chart's guard is checked with the
+    /// images' (atomic: a refused chart means no tag is written); charts are written only once
+    /// every image is promoted.
+    pub async fn run_plan(&self, jobs: &[Job], charts: &[ChartJob]) -> PlanReport {
         let started = Instant::now();
         let mut slots = self.slots(jobs);
+        let mut chart_slots = self.chart_slots(charts);
         if self.options.atomic {
-            self.run_atomic(jobs, &mut slots).await;
+            self.run_atomic(jobs, &mut slots, charts, &mut chart_slots)
+                .await;
         } else {
+            self.check_charts(charts, &mut chart_slots, false).await;
             let n = self.options.images.max(1);
             let done: Vec<(usize, Slot)> = futures::stream::iter(slots.into_iter().enumerate())
                 .map(|(i, mut slot)| async move {
@@ -83,15 +95,27 @@ impl Promoter {
                 .collect()
                 .await;
             slots = order(done);
+            if !charts_stopped(&chart_slots) && all_promoted(&slots) {
+                self.write_charts(charts, &mut chart_slots).await;
+            }
         }
-        self.report(slots, false, started)
+        self.report(slots, chart_slots, false, started)
     }
 
     /// Resolves and guards every job and surveys its blobs; writes nothing.
     pub async fn dry_run(&self, jobs: &[Job]) -> PlanReport {
+        self.dry_run_plan(jobs, &[]).await
+    }
+
+    /// [`dry_run`](Self::dry_run), and checks what pushing each chart would do.
+    pub async fn dry_run_plan(&self, jobs: &[Job], charts: &[ChartJob]) -> PlanReport {
         let started = Instant::now();
         let mut slots = self.slots(jobs);
-        self.resolve_all(jobs, &mut slots, true).await;
+        let mut chart_slots = self.chart_slots(charts);
+        futures::join!(
+            self.resolve_all(jobs, &mut slots, true),
+            self.check_charts(charts, &mut chart_slots, true)
+        );
         let mut sim = Simulation::default();
         for (slot, job) in slots.iter_mut().zip(jobs) {
             if let Some(r) = &slot.resolved {
@@ -102,7 +126,7 @@ impl Promoter {
                 }
             }
         }
-        self.report(slots, true, started)
+        self.report(slots, chart_slots, true, started)
     }
 
     fn slots(&self, jobs: &[Job]) -> Vec<Slot> {
@@ -119,32 +143,34 @@ impl Promoter {
             .collect()
     }
 
-    fn report(&self, slots: Vec<Slot>, dry_run: bool, started: Instant) -> PlanReport {
-        let images: Vec<ImageReport> = slots.into_iter().map(|s| s.report).collect();
-        let outcome = if dry_run {
-            Outcome::Planned
-        } else if images.iter().all(|i| i.status == ImageStatus::Promoted) {
-            Outcome::Promoted
-        } else if images.iter().any(|i| i.tags.iter().any(|t| t.written)) {
-            Outcome::Partial
-        } else {
-            Outcome::NoTagsWritten
-        };
-        let mut report = PlanReport {
+    fn report(
+        &self,
+        slots: Vec<Slot>,
+        charts: Vec<ChartSlot>,
+        dry_run: bool,
+        started: Instant,
+    ) -> PlanReport {
+        PlanReport::new(
+            slots.into_iter().map(|s| s.report).collect(),
+            charts.into_iter().map(|c| c.report).collect(),
             dry_run,
-            atomic: self.options.atomic,
-            outcome,
-            images,
-            totals: Default::default(),
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        report.finish();
-        report
+            self.options.atomic,
+            started.elapsed().as_secs_f64(),
+        )
     }
 
-    async fn run_atomic(&self, jobs: &[Job], slots: &mut [Slot]) {
-        self.resolve_all(jobs, slots, false).await;
-        if stopped(slots) {
+    async fn run_atomic(
+        &self,
+        jobs: &[Job],
+        slots: &mut [Slot],
+        charts: &[ChartJob],
+        chart_slots: &mut [ChartSlot],
+    ) {
+        futures::join!(
+            self.resolve_all(jobs, slots, false),
+            self.check_charts(charts, chart_slots, false)
+        );
+        if stopped(slots) || charts_stopped(chart_slots) {
             return;
         }
         self.prepare_all(jobs, slots).await;
@@ -170,6 +196,9 @@ impl Promoter {
                 .await;
         for (i, r, secs) in results {
             self.finish(i, &mut slots[i], r, secs);
+        }
+        if all_promoted(slots) {
+            self.write_charts(charts, chart_slots).await;
         }
     }
 
@@ -307,107 +336,17 @@ impl Promoter {
         }
         self.reporter.image_finished(i, &slot.report);
     }
-
-    /// Phase 1: the source manifest, the expected digest, the tag guards, the graph to push.
-    async fn resolve(&self, job: &Job, dry_run: bool) -> Result<Resolved> {
-        let (src, dst) = (job.source.as_ref(), job.destination.as_ref());
-        let root = src.get_manifest(&job.target).await?;
-        if let Some(want) = &job.expect_digest {
-            if want != &root.digest {
-                return Err(Error::UnexpectedDigest {
-                    source_ref: reference(src, &job.target),
-                    expected: want.clone(),
-                    actual: root.digest.clone(),
-                });
-            }
-        }
-        let route = route(src, dst);
-        let force = self.options.force;
-        let root_target = Target::Digest(root.digest.clone());
-        let (tags, present) = futures::try_join!(
-            guard::classify(dst, &root.digest, &job.tags, &job.overwrite, force),
-            async {
-                match route {
-                    Route::SameRepository => Ok(true),
-                    _ => dst.resolve(&root_target).await.map(|d| d.is_some()),
-                }
-            }
-        )?;
-        let refused = tags.iter().any(|t| t.action == guard::TagAction::Refused);
-        let mut resolved = Resolved {
-            root,
-            route,
-            graph: None,
-            tags,
-            presence: Vec::new(),
-        };
-        if dry_run && route != Route::SameRepository {
-            let graph = collect(src, &resolved.root, self.options.jobs).await?;
-            resolved.presence = match present {
-                true => survey::all_present(&graph.blobs),
-                false => survey::presence(dst, &graph.blobs, self.options.jobs).await?,
-            };
-        } else if !dry_run && !present && !refused {
-            resolved.graph = Some(collect(src, &resolved.root, self.options.jobs).await?);
-        }
-        Ok(resolved)
-    }
-
-    /// Phase 2: every blob and manifest present at the destination (root by digest).
-    async fn prepare(&self, i: usize, job: &Job, slot: &Slot) -> Result<Pushed> {
-        let Some(res) = &slot.resolved else {
-            return Ok(Pushed::default());
-        };
-        let Some(graph) = &res.graph else {
-            return Ok(Pushed::default());
-        };
-        let copier = self.copier.sharing(self.reporter.image(i));
-        let (src, dst) = (job.source.as_ref(), job.destination.as_ref());
-        copier
-            .push_graph(src, dst, &res.root, graph, self.options.jobs)
-            .await
-    }
-
-    /// Before writing tags after a preparation that took a while: look them up again.
-    async fn recheck(&self, job: &Job, slot: &mut Slot) -> Result<()> {
-        let Some(res) = slot.resolved.as_mut() else {
-            return Ok(());
-        };
-        let dst = job.destination.as_ref();
-        let (digest, force) = (res.root.digest.clone(), self.options.force);
-        guard::recheck(dst, &digest, &mut res.tags, &job.overwrite, force).await?;
-        match guard::refusals(&dst.location(), &digest, &res.tags) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Phase 3: the tags that need writing, in one call (one request where the registry
-    /// takes several tags at once).
-    async fn write_tags(&self, job: &Job, slot: &mut Slot) -> Result<()> {
-        let Some(res) = slot.resolved.as_mut() else {
-            return Ok(());
-        };
-        let names: Vec<String> = res
-            .tags
-            .iter()
-            .filter(|t| t.action.writes())
-            .map(|t| t.tag.clone())
-            .collect();
-        if names.is_empty() {
-            return Ok(());
-        }
-        job.destination.put_manifest(&res.root, &names).await?;
-        for t in res.tags.iter_mut().filter(|t| t.action.writes()) {
-            t.written = true;
-        }
-        Ok(())
-    }
 }
 
 /// True when an image failed: the atomic run stops (images not yet failed stay as they are).
 fn stopped(slots: &[Slot]) -> bool {
     slots.iter().any(|s| s.report.error.is_some())
+}
+
+fn all_promoted(slots: &[Slot]) -> bool {
+    slots
+        .iter()
+        .all(|s| s.report.status == ImageStatus::Promoted)
 }
 
 fn order(mut done: Vec<(usize, Slot)>) -> Vec<Slot> {

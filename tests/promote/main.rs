@@ -1,10 +1,14 @@
-//! Promotion tests: plans, guards, the atomic run, the CLI, against the real `docker-registry`. One binary: they share the registry harness and the promotion helpers.
+//! Promotion tests: plans, guards, the atomic run, the CLI, against the real `docker-registry`. One binary: they share the registry harness, the ChartMuseum test server and the promotion helpers.
 
+#[path = "../support/chartmuseum.rs"]
+#[allow(dead_code)]
+mod chartmuseum;
 #[path = "../promote_common/mod.rs"]
 mod promote_common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod plan_charts;
 mod promote_cli;
 mod promote_plan;
 mod promote_registry;

@@ -1,5 +1,6 @@
 //! The `ferry promote` and `ferry tag` binaries against the real docker-registry: exit codes of
-//! the guards (6, 7), plan errors (2, with file:line), `--json` after a dry run and a real run.
+//! the guards (6, 7), plan errors (2, with file:line), `--json` after a dry run and a real run;
+//! plans with charts are in `plan_charts.rs`.
 
 use std::process::{Command, Output};
 
@@ -21,11 +22,11 @@ fn ferry(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn code(o: &Output) -> i32 {
+pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
-fn json(o: &Output) -> Value {
+pub(crate) fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not JSON ({e}): {}\nstderr: {}",
@@ -35,7 +36,7 @@ fn json(o: &Output) -> Value {
     })
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

@@ -9,15 +9,16 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use ferry::digest::Digest;
 use ferry::progress::{Reporter, Silent};
-use ferry::promote::{ImageReport, ImageStatus, PlanReporter};
+use ferry::promote::{ChartReport, ImageReport, ImageStatus, PlanReporter};
 use ferry::store::BlobOutcome;
 
-use super::output::{image_line, summary_of_blobs};
+use super::output::{chart_line, image_line, summary_of_blobs};
 use crate::cli::progress::{reporter, Verbosity};
 
 /// The CLI's plan reporter.
 pub struct CliReporter {
     images: usize,
+    charts: usize,
     mode: Mode,
 }
 
@@ -36,7 +37,7 @@ struct Bars {
 }
 
 /// Bars on a TTY (stderr), lines otherwise, nothing when quiet.
-pub fn plan_reporter(quiet: bool, images: usize) -> Arc<CliReporter> {
+pub fn plan_reporter(quiet: bool, images: usize, charts: usize) -> Arc<CliReporter> {
     let mode = if quiet {
         Mode::Quiet
     } else if std::io::stderr().is_terminal() {
@@ -44,7 +45,11 @@ pub fn plan_reporter(quiet: bool, images: usize) -> Arc<CliReporter> {
     } else {
         Mode::Lines
     };
-    Arc::new(CliReporter { images, mode })
+    Arc::new(CliReporter {
+        images,
+        charts,
+        mode,
+    })
 }
 
 fn style(template: &str) -> ProgressStyle {
@@ -151,6 +156,29 @@ impl PlanReporter for CliReporter {
                 if image.status != ImageStatus::Promoted || self.images > 1 {
                     let _ = b.multi.println(line);
                 }
+            }
+            _ => {}
+        }
+    }
+
+    fn chart_finished(&self, index: usize, chart: &ChartReport) {
+        self.chart_milestone(index, chart);
+    }
+}
+
+impl CliReporter {
+    /// A chart's milestone, on its own line (plain output, or above the bars).
+    fn chart_milestone(&self, index: usize, chart: &ChartReport) {
+        let line = format!(
+            "[chart {}/{}] {}",
+            index + 1,
+            self.charts,
+            chart_line(chart, chart.status == ferry::promote::ChartStatus::Planned)
+        );
+        match &self.mode {
+            Mode::Lines if self.images + self.charts > 1 => eprintln!("{line}"),
+            Mode::Bars(b) => {
+                let _ = b.multi.println(line);
             }
             _ => {}
         }

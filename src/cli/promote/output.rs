@@ -1,7 +1,9 @@
 //! Human-readable promotion reports: per image (digest, route, tags, blobs) and the totals.
 
+use ferry::chart::PushOutcome;
 use ferry::promote::{
-    BlobSummary, ImageReport, ImageStatus, Outcome, PlanReport, Route, TagAction, TagResult,
+    BlobSummary, ChartReport, ChartStatus, ImageReport, ImageStatus, Outcome, PlanReport, Route,
+    TagAction, TagResult,
 };
 
 use crate::cli::progress::{human_bytes, short};
@@ -120,6 +122,50 @@ fn blob_line(i: &ImageReport, dry_run: bool) -> Option<String> {
     })
 }
 
+/// One line for a chart of a plan: what happened (or would), name, version, destination and
+/// digest; what the destination held before and the error, if any.
+pub fn chart_line(c: &ChartReport, dry_run: bool) -> String {
+    use PushOutcome::*;
+    let word = match (c.status, c.action, dry_run) {
+        (ChartStatus::Failed, _, _) => "FAILED",
+        (_, Some(Refused), _) | (ChartStatus::Refused, _, _) => "REFUSED",
+        (_, Some(Unchanged), _) => "unchanged",
+        (_, Some(Created), true) => "would create",
+        (_, Some(Replaced), true) => "would replace",
+        (ChartStatus::Published, Some(Created), false) => "created",
+        (ChartStatus::Published, Some(Replaced), false) => "replaced",
+        (_, Some(Created), false) => "not written (would create)",
+        (_, Some(Replaced), false) => "not written (would replace)",
+        (_, None, _) => "not written",
+    };
+    let mut line = format!(
+        "{}: {word} chart {} {} -> {} @ {}",
+        c.label, c.chart, c.version, c.destination, c.digest
+    );
+    if let Some(p) = c.previous.as_ref().filter(|p| **p != c.digest) {
+        line.push_str(&format!("\n    was:   {p}"));
+    }
+    if let Some(e) = &c.error {
+        line.push_str(&format!("\n    error: {e}"));
+    }
+    line
+}
+
+/// What a stopped plan did not write: images not promoted, charts not written.
+fn not_written(r: &PlanReport) -> String {
+    let images = r
+        .images
+        .iter()
+        .filter(|i| i.status != ImageStatus::Promoted)
+        .map(|i| i.label.clone());
+    let charts = r
+        .charts
+        .iter()
+        .filter(|c| !c.written && c.action.is_some_and(|a| a.writes()))
+        .map(|c| format!("chart {} {}", c.chart, c.version));
+    images.chain(charts).collect::<Vec<_>>().join(", ")
+}
+
 /// Prints the report on stdout.
 pub fn print(r: &PlanReport) {
     for i in &r.images {
@@ -131,24 +177,41 @@ pub fn print(r: &PlanReport) {
             println!("    blobs: {blobs}");
         }
     }
+    for c in &r.charts {
+        println!("{}", chart_line(c, r.dry_run));
+    }
     let t = &r.totals;
-    if r.images.len() > 1 {
+    let charts = match t.charts {
+        0 => String::new(),
+        n => format!(
+            "; {n} chart(s): {} published, {} written, {} failed",
+            t.charts_published, t.charts_written, t.charts_failed
+        ),
+    };
+    if r.images.len() + r.charts.len() > 1 {
         println!(
-            "{} images: {} promoted, {} failed; tags: {} created, {} unchanged, {} moved, {} refused; blobs: {}; {:.2}s",
+            "{} images: {} promoted, {} failed; tags: {} created, {} unchanged, {} moved, {} refused; blobs: {}{charts}; {:.2}s",
             t.images, t.promoted, t.failed, t.tags_created, t.tags_unchanged, t.tags_moved,
             t.tags_refused, summary_of_blobs(&t.blobs), r.seconds
         );
     }
+    let charts_failed = match t.charts {
+        0 => String::new(),
+        _ => format!(" and {} chart(s)", t.charts_failed),
+    };
     match r.outcome {
         Outcome::Planned => println!("dry run: nothing was written"),
         Outcome::NoTagsWritten if !r.ok() => println!(
-            "no tag was written: {} image(s) failed or were refused{}",
+            "nothing was written: {} image(s){charts_failed} failed or were refused{}",
             t.failed,
             if r.atomic { " (all-or-nothing)" } else { "" }
         ),
         Outcome::Partial => println!(
-            "PARTIAL: {} tag(s) written, {} image(s) failed",
-            t.tags_written, t.failed
+            "PARTIAL: {} tag(s) and {} chart(s) written; {} image(s){charts_failed} failed; not written: {}",
+            t.tags_written,
+            t.charts_written,
+            t.failed,
+            not_written(r)
         ),
         _ => {}
     }

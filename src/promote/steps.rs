@@ -1,0 +1,109 @@
+//! The steps of one image: resolve and guard (phase 1), make every blob and manifest present
+//! (phase 2), look the tags up again and write them (phase 3).
+
+use super::guard;
+use super::report::Route;
+use super::run::{reference, route, Resolved, Slot};
+use super::survey;
+use super::{Job, Promoter};
+use crate::copy::{collect, Pushed};
+use crate::error::{Error, Result};
+use crate::store::Target;
+
+impl Promoter {
+    /// Phase 1: the source manifest, the expected digest, the tag guards, the graph to push.
+    pub(super) async fn resolve(&self, job: &Job, dry_run: bool) -> Result<Resolved> {
+        let (src, dst) = (job.source.as_ref(), job.destination.as_ref());
+        let root = src.get_manifest(&job.target).await?;
+        if let Some(want) = &job.expect_digest {
+            if want != &root.digest {
+                return Err(Error::UnexpectedDigest {
+                    source_ref: reference(src, &job.target),
+                    expected: want.clone(),
+                    actual: root.digest.clone(),
+                });
+            }
+        }
+        let route = route(src, dst);
+        let force = self.options.force;
+        let root_target = Target::Digest(root.digest.clone());
+        let (tags, present) = futures::try_join!(
+            guard::classify(dst, &root.digest, &job.tags, &job.overwrite, force),
+            async {
+                match route {
+                    Route::SameRepository => Ok(true),
+                    _ => dst.resolve(&root_target).await.map(|d| d.is_some()),
+                }
+            }
+        )?;
+        let refused = tags.iter().any(|t| t.action == guard::TagAction::Refused);
+        let mut resolved = Resolved {
+            root,
+            route,
+            graph: None,
+            tags,
+            presence: Vec::new(),
+        };
+        if dry_run && route != Route::SameRepository {
+            let graph = collect(src, &resolved.root, self.options.jobs).await?;
+            resolved.presence = match present {
+                true => survey::all_present(&graph.blobs),
+                false => survey::presence(dst, &graph.blobs, self.options.jobs).await?,
+            };
+        } else if !dry_run && !present && !refused {
+            resolved.graph = Some(collect(src, &resolved.root, self.options.jobs).await?);
+        }
+        Ok(resolved)
+    }
+
+    /// Phase 2: every blob and manifest present at the destination (root by digest).
+    pub(super) async fn prepare(&self, i: usize, job: &Job, slot: &Slot) -> Result<Pushed> {
+        let Some(res) = &slot.resolved else {
+            return Ok(Pushed::default());
+        };
+        let Some(graph) = &res.graph else {
+            return Ok(Pushed::default());
+        };
+        let copier = self.copier.sharing(self.reporter.image(i));
+        let (src, dst) = (job.source.as_ref(), job.destination.as_ref());
+        copier
+            .push_graph(src, dst, &res.root, graph, self.options.jobs)
+            .await
+    }
+
+    /// Before writing tags after a preparation that took a while: look them up again.
+    pub(super) async fn recheck(&self, job: &Job, slot: &mut Slot) -> Result<()> {
+        let Some(res) = slot.resolved.as_mut() else {
+            return Ok(());
+        };
+        let dst = job.destination.as_ref();
+        let (digest, force) = (res.root.digest.clone(), self.options.force);
+        guard::recheck(dst, &digest, &mut res.tags, &job.overwrite, force).await?;
+        match guard::refusals(&dst.location(), &digest, &res.tags) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Phase 3: the tags that need writing, in one call (one request where the registry
+    /// takes several tags at once).
+    pub(super) async fn write_tags(&self, job: &Job, slot: &mut Slot) -> Result<()> {
+        let Some(res) = slot.resolved.as_mut() else {
+            return Ok(());
+        };
+        let names: Vec<String> = res
+            .tags
+            .iter()
+            .filter(|t| t.action.writes())
+            .map(|t| t.tag.clone())
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        job.destination.put_manifest(&res.root, &names).await?;
+        for t in res.tags.iter_mut().filter(|t| t.action.writes()) {
+            t.written = true;
+        }
+        Ok(())
+    }
+}
