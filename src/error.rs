@@ -219,54 +219,25 @@ pub enum Error {
         error: Box<Error>,
     },
 
-    /// Release guard: the source is not the digest that was tested.
-    #[error("source {source_ref} resolves to {actual}, not the expected {expected}")]
-    UnexpectedDigest {
-        source_ref: String,
-        expected: Digest,
-        actual: Digest,
-    },
-
-    /// Release guard: a destination tag points at another digest and may not be moved.
-    #[error("{location}:{tag} points at {current}, not {wanted}: not moved (use --force or an overwrite rule)")]
-    TagRefused {
-        location: String,
-        tag: String,
-        current: Digest,
-        wanted: Digest,
-    },
-
-    /// A promotion plan is invalid; nothing was sent. Every problem found is listed.
-    #[error("plan {file} is invalid:{}", fmt_problems(.file, .problems))]
-    Plan {
-        file: String,
-        problems: Vec<PlanProblem>,
-    },
+    /// A promotion's guards or plan refused (see [`crate::promote::PromoteError`]).
+    #[error(transparent)]
+    Promote(Box<crate::promote::PromoteError>),
 
     /// Several independent failures (e.g. several blobs of one copy).
     #[error("{} operations failed; first: {}", .0.len(), .0[0])]
     Many(Vec<Error>),
 }
 
+impl From<crate::promote::PromoteError> for Error {
+    fn from(e: crate::promote::PromoteError) -> Self {
+        Error::Promote(Box::new(e))
+    }
+}
+
 impl From<crate::chart::ChartError> for Error {
     fn from(e: crate::chart::ChartError) -> Self {
         Error::Chart(Box::new(e))
     }
-}
-
-/// One problem in a plan file, with the line and column (1-based) it was found at.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct PlanProblem {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-fn fmt_problems(file: &str, problems: &[PlanProblem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("\n  {file}:{}:{}: {}", p.line, p.column, p.message))
-        .collect()
 }
 
 fn fmt_codes(codes: &[RegistryErrorCode]) -> String {
@@ -324,6 +295,14 @@ impl Error {
                 side,
                 error: Box::new(e),
             },
+        }
+    }
+
+    /// The promotion failure this is, if it is one.
+    pub fn promotion(&self) -> Option<&crate::promote::PromoteError> {
+        match self.root() {
+            Error::Promote(p) => Some(p),
+            _ => None,
         }
     }
 

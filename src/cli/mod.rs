@@ -11,6 +11,7 @@ mod tag;
 use clap::{Parser, Subcommand};
 
 use ferry::error::Side;
+use ferry::promote::PromoteError;
 use ferry::Error;
 
 /// Exit codes (documented in `ferry --help` and the README).
@@ -91,8 +92,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::BadTag { .. }
         | Error::BadRegistry { .. }
         | Error::CaFile { .. }
-        | Error::Platform { .. }
-        | Error::Plan { .. } => exit::USAGE,
+        | Error::Platform { .. } => exit::USAGE,
         Error::Auth { .. } => exit::AUTH,
         Error::Registry { status, .. } => match status {
             401 | 403 => exit::AUTH,
@@ -103,8 +103,11 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::DigestMismatch { .. }
         | Error::SizeMismatch { .. }
         | Error::DestinationDigest { .. } => exit::VERIFY,
-        Error::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,
-        Error::TagRefused { .. } => exit::REFUSED,
+        Error::Promote(p) => match **p {
+            PromoteError::Plan { .. } => exit::USAGE,
+            PromoteError::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,
+            PromoteError::TagRefused { .. } => exit::REFUSED,
+        },
         Error::Chart(c) => chart::exit_code(c),
         Error::Manifest(_) | Error::ManifestTooLarge { .. } => exit::FAILED,
         Error::Transport { .. }

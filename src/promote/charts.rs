@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::error::PromoteError;
 use super::plan::Position;
 use super::report::error_text;
 use super::Promoter;
@@ -40,9 +41,11 @@ impl PlannedChart {
     /// Packages the directory (entries stamped `mtime`) or reads the archive, and reads the
     /// provenance file. A chart Helm would refuse is a plan problem at the entry's `path`.
     pub fn load(&self, mtime: u64) -> Result<(Chart, Option<Bytes>)> {
-        let problem = |e: ChartError| Error::Plan {
-            file: self.file.clone(),
-            problems: vec![self.position.problem(e.to_string())],
+        let problem = |e: ChartError| {
+            Error::from(PromoteError::Plan {
+                file: self.file.clone(),
+                problems: vec![self.position.problem(e.to_string())],
+            })
         };
         let options = PackageOptions {
             version: self.version.clone(),

@@ -7,20 +7,23 @@ use std::path::Path;
 
 use marked_yaml::Spanned;
 
+use super::error::{PlanProblem, PromoteError};
 use super::plan::{self, ImageEntry, PlanFile, Position};
 use super::template::Vars;
 use super::{Overwrite, Plan, PlannedImage};
 use crate::digest::Digest;
-use crate::error::{Error, PlanProblem, Result};
+use crate::error::{Error, Result};
 use crate::reference::{is_valid_tag, ImageRef, RegistryRef};
 
 impl Plan {
     /// Reads and checks a plan file; `vars` (from `--var`) override the file's values.
     pub fn load(path: &Path, vars: &Vars) -> Result<Plan> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Plan {
-            file: file.clone(),
-            problems: vec![Position::default().problem(format!("cannot read the plan: {e}"))],
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::from(PromoteError::Plan {
+                file: file.clone(),
+                problems: vec![Position::default().problem(format!("cannot read the plan: {e}"))],
+            })
         })?;
         Plan::parse(&file, &text, vars)
     }
@@ -38,10 +41,11 @@ impl Plan {
             return Ok(plan);
         }
         x.problems.sort_by_key(|p| (p.line, p.column));
-        Err(Error::Plan {
+        Err(PromoteError::Plan {
             file: file.to_string(),
             problems: x.problems,
-        })
+        }
+        .into())
     }
 }
 

@@ -130,7 +130,6 @@ impl Expander<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::error::Error;
     use crate::promote::{Plan, Vars};
 
     fn dir_with_chart() -> tempfile::TempDir {
@@ -146,8 +145,9 @@ mod tests {
     }
 
     fn problems(file: &str, text: &str) -> String {
+        use crate::promote::PromoteError;
         match Plan::parse(file, text, &Vars::new()) {
-            Err(e @ Error::Plan { .. }) => e.to_string(),
+            Err(e) if matches!(e.promotion(), Some(PromoteError::Plan { .. })) => e.to_string(),
             other => panic!("{other:?}"),
         }
     }

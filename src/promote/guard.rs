@@ -4,6 +4,7 @@
 use futures::future::try_join_all;
 use serde::Serialize;
 
+use super::error::PromoteError;
 use super::Overwrite;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -85,11 +86,13 @@ pub(super) fn refusals(location: &str, wanted: &Digest, tags: &[TagResult]) -> O
     let mut errors: Vec<Error> = tags
         .iter()
         .filter(|t| t.action == TagAction::Refused)
-        .map(|t| Error::TagRefused {
-            location: location.to_string(),
-            tag: t.tag.clone(),
-            current: t.previous.clone().expect("a refused tag exists"),
-            wanted: wanted.clone(),
+        .map(|t| {
+            Error::from(PromoteError::TagRefused {
+                location: location.to_string(),
+                tag: t.tag.clone(),
+                current: t.previous.clone().expect("a refused tag exists"),
+                wanted: wanted.clone(),
+            })
         })
         .collect();
     match errors.len() {

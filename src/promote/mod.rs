@@ -8,8 +8,8 @@
 //!   destination registry mount it (one [`BlobLedger`](crate::copy::BlobLedger) for the plan).
 //!
 //! Guards, checked before anything is written: `expect_digest` (the source must resolve to it,
-//! else [`Error::UnexpectedDigest`]) and tags (an existing tag that points elsewhere is moved only
-//! when [`Overwrite`] or `force` allows it, else [`Error::TagRefused`]).
+//! else [`PromoteError::UnexpectedDigest`]) and tags (an existing tag that points elsewhere is moved only
+//! when [`Overwrite`] or `force` allows it, else [`PromoteError::TagRefused`]).
 //!
 //! Atomic by default: every image is resolved and guarded, then every blob and manifest of every
 //! image is made present, and only then is any tag written. Any failure before that point means
@@ -19,6 +19,7 @@
 //! stops the plan before any tag is written) and pushed after every tag is written.
 
 mod charts;
+mod error;
 mod expand;
 mod expand_charts;
 mod guard;
@@ -32,6 +33,7 @@ mod template;
 use std::sync::Arc;
 
 pub use charts::{ChartJob, ChartReport, ChartStatus, PlannedChart};
+pub use error::{PlanProblem, PromoteError};
 pub use guard::{TagAction, TagResult};
 pub use plan::Position;
 pub use report::{

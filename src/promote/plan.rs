@@ -31,7 +31,8 @@ use std::collections::{BTreeMap, HashMap};
 use marked_yaml::{LoadError, LoaderOptions, Marker, Node, Spanned};
 use serde::Deserialize;
 
-use crate::error::{Error, PlanProblem};
+use super::error::{PlanProblem, PromoteError};
+use crate::error::Error;
 
 /// A plan file as written (templates not yet rendered, references not yet parsed).
 #[derive(Debug, Deserialize)]
@@ -114,9 +115,11 @@ impl Position {
 
 /// Parses plan text; `file` names it in problems.
 pub(super) fn parse(file: &str, text: &str) -> Result<PlanFile, Error> {
-    let fail = |p: PlanProblem| Error::Plan {
-        file: file.to_string(),
-        problems: vec![p],
+    let fail = |p: PlanProblem| {
+        Error::from(PromoteError::Plan {
+            file: file.to_string(),
+            problems: vec![p],
+        })
     };
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
@@ -203,7 +206,10 @@ mod tests {
 
     fn problem(text: &str) -> PlanProblem {
         match parse("p.yaml", text).unwrap_err() {
-            Error::Plan { mut problems, .. } => problems.remove(0),
+            Error::Promote(p) => match *p {
+                PromoteError::Plan { mut problems, .. } => problems.remove(0),
+                e => panic!("{e}"),
+            },
             e => panic!("{e}"),
         }
     }

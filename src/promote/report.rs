@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Serialize, Serializer};
 
 use super::charts::{ChartReport, ChartStatus};
+use super::error::PromoteError;
 use super::guard::{TagAction, TagResult};
 use crate::copy::BlobCounts;
 use crate::digest::Digest;
@@ -249,11 +250,12 @@ impl PlanReport {
             .filter_map(|i| i.error.take())
             .chain(self.charts.iter_mut().filter_map(|c| c.error.take()))
             .collect();
+        let refused = |e: &Error| matches!(e.promotion(), Some(PromoteError::TagRefused { .. }));
         errors.sort_by_key(|e| match e {
-            Error::UnexpectedDigest { .. } => 0,
-            Error::TagRefused { .. } => 1,
+            e if matches!(e.promotion(), Some(PromoteError::UnexpectedDigest { .. })) => 0,
+            e if refused(e) => 1,
             Error::Chart(c) if matches!(**c, crate::chart::ChartError::Refused { .. }) => 1,
-            Error::Many(v) if matches!(v.first(), Some(Error::TagRefused { .. })) => 1,
+            Error::Many(v) if v.first().is_some_and(refused) => 1,
             _ => 2,
         });
         errors

@@ -8,6 +8,7 @@ use std::time::Instant;
 use futures::StreamExt;
 
 use super::charts::{charts_stopped, ChartJob, ChartSlot};
+use super::error::PromoteError;
 use super::guard::{self, TagResult};
 use super::report::{ImageReport, ImageStatus, PlanReport, Route};
 use super::survey::{Presence, Simulation};
@@ -57,11 +58,13 @@ pub(super) fn route(src: &dyn Store, dst: &dyn Store) -> Route {
 
 /// Guard failures are refusals; everything else is a failure.
 fn status_of(e: &Error) -> ImageStatus {
+    let guard = |e: &Error| {
+        e.promotion()
+            .is_some_and(|p| !matches!(p, PromoteError::Plan { .. }))
+    };
     match e {
-        Error::UnexpectedDigest { .. } | Error::TagRefused { .. } => ImageStatus::Refused,
-        Error::Many(v) if v.iter().all(|e| matches!(e, Error::TagRefused { .. })) => {
-            ImageStatus::Refused
-        }
+        Error::Many(v) if v.iter().all(guard) => ImageStatus::Refused,
+        e if guard(e) => ImageStatus::Refused,
         _ => ImageStatus::Failed,
     }
 }

@@ -1,13 +1,14 @@
 //! The steps of one image: resolve and guard (phase 1), make every blob and manifest present
 //! (phase 2), look the tags up again and write them (phase 3).
 
+use super::error::PromoteError;
 use super::guard;
 use super::report::Route;
 use super::run::{reference, route, Resolved, Slot};
 use super::survey;
 use super::{Job, Promoter};
 use crate::copy::{collect, Pushed};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::Target;
 
 impl Promoter {
@@ -17,11 +18,12 @@ impl Promoter {
         let root = src.get_manifest(&job.target).await?;
         if let Some(want) = &job.expect_digest {
             if want != &root.digest {
-                return Err(Error::UnexpectedDigest {
+                return Err(PromoteError::UnexpectedDigest {
                     source_ref: reference(src, &job.target),
                     expected: want.clone(),
                     actual: root.digest.clone(),
-                });
+                }
+                .into());
             }
         }
         let route = route(src, dst);

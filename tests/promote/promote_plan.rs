@@ -7,7 +7,6 @@ use std::path::Path;
 use crate::promote_common::*;
 use crate::support::fixtures::{seed_registry, write_layout, BuiltImage};
 use crate::support::registry::Registry;
-use ferry::error::Error;
 use ferry::promote::{ImageStatus, Outcome, Overwrite, Plan, Vars};
 use ferry::reference::ImageRef;
 
@@ -198,7 +197,14 @@ async fn a_failing_image_leaves_every_destination_tag_untouched() {
 
 fn problems(file: &str, text: &str, vars: &Vars) -> String {
     match Plan::parse(file, text, vars) {
-        Err(e @ Error::Plan { .. }) => e.to_string(),
+        Err(e)
+            if matches!(
+                e.promotion(),
+                Some(ferry::promote::PromoteError::Plan { .. })
+            ) =>
+        {
+            e.to_string()
+        }
         Err(e) => panic!("not a plan error: {e}"),
         Ok(p) => panic!("accepted: {p:#?}"),
     }

@@ -151,11 +151,12 @@ async fn expect_digest_mismatch_writes_nothing() {
     assert_eq!(report.outcome, Outcome::NoTagsWritten);
     assert_eq!(report.images[0].status, ImageStatus::Refused);
     match &report.take_errors()[..] {
-        [Error::UnexpectedDigest {
-            expected, actual, ..
-        }] => {
-            assert_eq!((expected, actual), (&wrong, &img.digest));
-        }
+        [e] => match e.promotion() {
+            Some(ferry::promote::PromoteError::UnexpectedDigest {
+                expected, actual, ..
+            }) => assert_eq!((expected, actual), (&wrong, &img.digest)),
+            _ => panic!("{e:?}"),
+        },
         e => panic!("{e:?}"),
     }
     assert!(writes(&dst).is_empty(), "{:?}", writes(&dst));
