@@ -21,6 +21,8 @@ pub enum Op {
     UploadBlob,
     MountBlob,
     ListTags,
+    DeleteManifest,
+    DeleteTag,
     ReadLayout,
     WriteLayout,
 }
@@ -38,6 +40,8 @@ impl std::fmt::Display for Op {
             Op::UploadBlob => "upload blob",
             Op::MountBlob => "mount blob",
             Op::ListTags => "list tags",
+            Op::DeleteManifest => "delete manifest",
+            Op::DeleteTag => "delete tag",
             Op::ReadLayout => "read layout",
             Op::WriteLayout => "write layout",
         };
@@ -214,6 +218,25 @@ pub enum Error {
         side: Side,
         #[source]
         error: Box<Error>,
+    },
+
+    /// The store cannot do this (a registry with deletion disabled, a tag that cannot be
+    /// deleted apart from its manifest); nothing was changed.
+    #[error("{op} {target} at {location}: not supported here: {reason}")]
+    Unsupported {
+        op: Op,
+        location: String,
+        target: String,
+        reason: String,
+    },
+
+    /// Deleting a tag would take other tags with it (the registry deletes only whole manifests).
+    #[error("{location}:{tag} cannot be deleted alone: the registry deletes whole manifests, and {digest} is also tagged {}; nothing deleted (delete {location}@{digest} to remove the manifest with all its tags)", .others.join(", "))]
+    DeleteRefused {
+        location: String,
+        tag: String,
+        digest: Digest,
+        others: Vec<String>,
     },
 
     /// Release guard: the source is not the digest that was tested.

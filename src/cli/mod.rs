@@ -31,10 +31,12 @@ Exit codes:
   1  failure (network, registry error, I/O)
   2  bad input: invalid reference, flag, credentials file or plan
   3  authentication failed
-  4  source image not found (a destination's 404 is a failure, exit 1)
+  4  image not found: the source of copy/promote/tag, the image of digest/inspect/delete
+     (a destination's 404 is a failure, exit 1)
   5  verification failed: bytes did not match their digest
   6  the source is not the --expect-digest digest (nothing written)
-  7  a tag guard refused to move an existing tag (nothing written)";
+  7  a tag guard refused to move an existing tag, or delete refused to remove a tag that
+     would take other tags with it (nothing written)";
 
 #[derive(Parser)]
 #[command(name = "ferry", version, about = "Copy OCI/Docker images between registries and OCI layouts, without a daemon", after_help = AFTER_HELP)]
@@ -104,14 +106,15 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::SizeMismatch { .. }
         | Error::DestinationDigest { .. } => exit::VERIFY,
         Error::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,
-        Error::TagRefused { .. } => exit::REFUSED,
+        Error::TagRefused { .. } | Error::DeleteRefused { .. } => exit::REFUSED,
         Error::Chart(c) => chart::exit_code(c),
         Error::Manifest(_) | Error::ManifestTooLarge { .. } => exit::FAILED,
         Error::Transport { .. }
         | Error::Layout { .. }
         | Error::HttpClient { .. }
         | Error::BadAnswer { .. }
-        | Error::Upload { .. } => exit::FAILED,
+        | Error::Upload { .. }
+        | Error::Unsupported { .. } => exit::FAILED,
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! mod.rs (RegistryClient, RegistryStore: the facade, delegating)
-//!   manifests.rs   blobs.rs   upload/ (strategies, sessions, feeds, mounts)
+//!   manifests.rs   deletes.rs   blobs.rs   upload/ (strategies, sessions, feeds, mounts)
 //!     repo.rs (one repository on a transport: URLs, scopes, error context)
 //!       transport/ (HTTP client, auth, the retry engine, statistics, error decoding)
 //! ```
@@ -17,6 +17,7 @@
 //! Requests are retried inside (see [`RetryPolicy`]); errors that come out are final.
 
 mod blobs;
+mod deletes;
 mod manifests;
 mod repo;
 mod transport;
@@ -297,6 +298,14 @@ impl Store for RegistryStore {
     async fn list_tags(&self) -> Result<Vec<String>> {
         manifests::list_tags(&self.repo).await
     }
+
+    async fn delete_tag(&self, tag: &str) -> Result<()> {
+        deletes::delete(&self.repo, &Target::Tag(tag.to_string())).await
+    }
+
+    async fn delete_manifest(&self, digest: &crate::digest::Digest) -> Result<()> {
+        deletes::delete(&self.repo, &Target::Digest(digest.clone())).await
+    }
 }
 
 #[cfg(test)]
@@ -320,6 +329,7 @@ mod layering {
             ("transport/stats.rs", include_str!("transport/stats.rs")),
             ("repo.rs", include_str!("repo.rs")),
             ("manifests.rs", include_str!("manifests.rs")),
+            ("deletes.rs", include_str!("deletes.rs")),
             ("blobs.rs", include_str!("blobs.rs")),
             ("upload/mod.rs", include_str!("upload/mod.rs")),
             ("upload/feed.rs", include_str!("upload/feed.rs")),
