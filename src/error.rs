@@ -145,6 +145,15 @@ pub enum Error {
         limit: usize,
     },
 
+    /// Something read whole (a config blob) is larger than what is read whole.
+    #[error("{what} in {location} is {size} bytes, more than the {limit}-byte limit")]
+    TooLarge {
+        what: String,
+        location: String,
+        size: u64,
+        limit: u64,
+    },
+
     /// An OCI layout directory could not be read or written.
     #[error("{op} {path}: {message}")]
     Layout {
@@ -152,6 +161,10 @@ pub enum Error {
         path: PathBuf,
         message: String,
     },
+
+    /// A file the user asked for (`--digestfile`, generated docs) or stdout could not be written.
+    #[error("write {}: {reason}", .path.display())]
+    Output { path: PathBuf, reason: String },
 
     /// A command-line argument or option is unusable; nothing was sent.
     #[error("{arg}: {reason}")]

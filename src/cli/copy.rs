@@ -53,6 +53,9 @@ pub struct CopyArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Write the destination's manifest digest to this file (atomically) once the copy is done.
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub transport: TransportArgs,
 }
@@ -97,6 +100,9 @@ pub async fn run(args: CopyArgs) -> Result<()> {
         }
     }
     let report = copier.tag(dst.as_ref(), prepared, &tags).await?;
+    if let Some(path) = &args.digestfile {
+        super::digestfile::write(path, &report.destination_digest)?;
+    }
     print_report(&report, args.json, args.quiet);
     Ok(())
 }
