@@ -8,46 +8,8 @@ use crate::reference::ReferenceError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The operation that failed, for messages and retry logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Ping,
-    Auth,
-    GetManifest,
-    HeadManifest,
-    PutManifest,
-    HeadBlob,
-    GetBlob,
-    UploadBlob,
-    MountBlob,
-    ListTags,
-    DeleteManifest,
-    DeleteTag,
-    ReadLayout,
-    WriteLayout,
-}
-
-impl std::fmt::Display for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = match self {
-            Op::Ping => "ping",
-            Op::Auth => "authenticate",
-            Op::GetManifest => "get manifest",
-            Op::HeadManifest => "check manifest",
-            Op::PutManifest => "put manifest",
-            Op::HeadBlob => "check blob",
-            Op::GetBlob => "get blob",
-            Op::UploadBlob => "upload blob",
-            Op::MountBlob => "mount blob",
-            Op::ListTags => "list tags",
-            Op::DeleteManifest => "delete manifest",
-            Op::DeleteTag => "delete tag",
-            Op::ReadLayout => "read layout",
-            Op::WriteLayout => "write layout",
-        };
-        f.write_str(s)
-    }
-}
+mod op;
+pub use op::Op;
 
 /// Which end of a copy an error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]

@@ -3,7 +3,6 @@
 mod chart;
 mod copy;
 mod delete;
-mod digest;
 mod digestfile;
 mod docs;
 mod endpoints;
@@ -65,7 +64,7 @@ pub enum Command {
     /// Package a Helm chart, or publish one to an OCI registry or ChartMuseum (guarded).
     Chart(chart::ChartArgs),
     /// Print the manifest digest an image reference names (an index's for a multi-platform image).
-    Digest(digest::DigestArgs),
+    Digest(inspect::DigestArgs),
     /// Show what an image, index or artifact is (platforms, config, layers), or its exact bytes.
     Inspect(inspect::InspectArgs),
     /// List the tags of a repository (sorted, every page), or the images of an OCI layout.
@@ -85,7 +84,7 @@ impl Cli {
             Command::Copy(args) => copy::run(args).await,
             Command::Promote(args) => promote::run(args).await,
             Command::Tag(args) => tag::run(args).await,
-            Command::Digest(args) => digest::run(args).await,
+            Command::Digest(args) => inspect::digest(args).await,
             Command::Inspect(args) => inspect::run(args).await,
             Command::Ls(args) => ls::run(args).await,
             Command::Delete(args) => delete::run(args).await,
