@@ -164,3 +164,14 @@ fn digest_and_inspect_pick_a_platform() {
     let absent = format!("{}@{}", reg.image("p/app"), Digest::of(b"absent"));
     assert_eq!(code(&["digest", &absent]).0, Some(4));
 }
+
+#[test]
+fn digest_is_one_head_request() {
+    let srv = FaultServer::start(FaultConfig::new());
+    let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let d = srv.put_manifest("r/app", "1", m, "application/vnd.oci.image.index.v1+json");
+    let out = text(&["digest", &format!("{}/r/app:1", srv.host())]);
+    assert_eq!(out, format!("{d}\n"));
+    assert_eq!(srv.count(Kind::ManifestHead), 1);
+    assert_eq!(srv.count(Kind::ManifestGet), 0);
+}
