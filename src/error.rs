@@ -8,42 +8,8 @@ use crate::reference::ReferenceError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The operation that failed, for messages and retry logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Ping,
-    Auth,
-    GetManifest,
-    HeadManifest,
-    PutManifest,
-    HeadBlob,
-    GetBlob,
-    UploadBlob,
-    MountBlob,
-    ListTags,
-    ReadLayout,
-    WriteLayout,
-}
-
-impl std::fmt::Display for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = match self {
-            Op::Ping => "ping",
-            Op::Auth => "authenticate",
-            Op::GetManifest => "get manifest",
-            Op::HeadManifest => "check manifest",
-            Op::PutManifest => "put manifest",
-            Op::HeadBlob => "check blob",
-            Op::GetBlob => "get blob",
-            Op::UploadBlob => "upload blob",
-            Op::MountBlob => "mount blob",
-            Op::ListTags => "list tags",
-            Op::ReadLayout => "read layout",
-            Op::WriteLayout => "write layout",
-        };
-        f.write_str(s)
-    }
-}
+mod op;
+pub use op::Op;
 
 /// Which end of a copy an error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -144,6 +110,15 @@ pub enum Error {
         limit: usize,
     },
 
+    /// Something read whole (a config blob) is larger than what is read whole.
+    #[error("{what} in {location} is {size} bytes, more than the {limit}-byte limit")]
+    TooLarge {
+        what: String,
+        location: String,
+        size: u64,
+        limit: u64,
+    },
+
     /// An OCI layout directory could not be read or written.
     #[error("{op} {path}: {message}")]
     Layout {
@@ -151,6 +126,10 @@ pub enum Error {
         path: PathBuf,
         message: String,
     },
+
+    /// A file the user asked for (`--digestfile`, generated docs) or stdout could not be written.
+    #[error("write {}: {reason}", .path.display())]
+    Output { path: PathBuf, reason: String },
 
     /// A command-line argument or option is unusable; nothing was sent.
     #[error("{arg}: {reason}")]
@@ -222,6 +201,25 @@ pub enum Error {
     /// A promotion's guards or plan refused (see [`crate::promote::PromoteError`]).
     #[error(transparent)]
     Promote(Box<crate::promote::PromoteError>),
+
+    /// The store cannot do this (a registry with deletion disabled, a tag that cannot be
+    /// deleted apart from its manifest); nothing was changed.
+    #[error("{op} {target} at {location}: not supported here: {reason}")]
+    Unsupported {
+        op: Op,
+        location: String,
+        target: String,
+        reason: String,
+    },
+
+    /// Deleting a tag would take other tags with it (the registry deletes only whole manifests).
+    #[error("{location}:{tag} cannot be deleted alone: the registry deletes whole manifests, and {digest} is also tagged {}; nothing deleted (delete {location}@{digest} to remove the manifest with all its tags)", .others.join(", "))]
+    DeleteRefused {
+        location: String,
+        tag: String,
+        digest: Digest,
+        others: Vec<String>,
+    },
 
     /// Several independent failures (e.g. several blobs of one copy).
     #[error("{} operations failed; first: {}", .0.len(), .0[0])]

@@ -9,8 +9,10 @@
 pub mod chart;
 pub mod copy;
 pub mod creds;
+pub mod delete;
 pub mod digest;
 pub mod error;
+pub mod inspect;
 pub mod manifest;
 pub mod progress;
 pub mod promote;

@@ -55,6 +55,9 @@ pub struct CopyArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Write the destination's manifest digest to this file (atomically) once the copy is done.
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub transport: TransportArgs,
 }
@@ -99,6 +102,9 @@ pub async fn run(args: CopyArgs) -> Result<()> {
         }
     }
     let report = copier.tag(dst.as_ref(), prepared, &tags).await?;
+    if let Some(path) = &args.digestfile {
+        super::digestfile::write(path, &report.destination_digest)?;
+    }
     print_report(&report, args.json, args.quiet);
     if let (ImageRef::Layout(_), false) = (&dst_ref, args.quiet) {
         if let Some(w) = docker_types_warning(&report) {

@@ -79,3 +79,54 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
         .filter(|v| *v > 0)
         .ok_or_else(|| format!("{s:?} is not a usable size"))
 }
+
+/// Flags to reach the one registry of `digest`, `inspect`, `ls` and `delete`.
+#[derive(Args, Clone, Debug)]
+pub struct AccessArgs {
+    /// Credentials as USER:PASSWORD (else docker config.json / REGISTRY_AUTH_FILE).
+    #[arg(
+        long,
+        value_name = "USER:PASS",
+        env = "FERRY_CREDS",
+        hide_env_values = true
+    )]
+    pub creds: Option<String>,
+    /// Credentials file in docker config.json format, instead of the default lookup.
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<PathBuf>,
+    /// Verify the registry's TLS certificate (--tls-verify=false to skip).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Talk plain HTTP to the registry (automatic for localhost and 127.0.0.1).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Extra CA certificate (PEM) to trust.
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+    /// Attempts per request for retryable failures (408, 429, 5xx, dropped connections).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+    /// Longest time to keep retrying one request, Retry-After waits included.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub retry_max_time: u64,
+}
+
+impl AccessArgs {
+    /// The same settings on both sides, for the settings tier.
+    pub fn transport(&self) -> TransportArgs {
+        TransportArgs {
+            src_creds: self.creds.clone(),
+            dest_creds: self.creds.clone(),
+            authfile: self.authfile.clone(),
+            src_tls_verify: self.tls_verify,
+            dest_tls_verify: self.tls_verify,
+            src_plain_http: self.plain_http,
+            dest_plain_http: self.plain_http,
+            ca_file: self.ca_file.clone(),
+            retries: self.retries,
+            retry_max_time: self.retry_max_time,
+            upload_strategy: UploadStrategy::Auto,
+            chunk_size: ferry::store::registry::DEFAULT_CHUNK_SIZE,
+        }
+    }
+}

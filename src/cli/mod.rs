@@ -2,7 +2,12 @@
 
 mod chart;
 mod copy;
+mod delete;
+mod digestfile;
+mod docs;
 mod endpoints;
+mod inspect;
+mod ls;
 pub mod progress;
 mod promote;
 mod settings;
@@ -32,10 +37,12 @@ Exit codes:
   1  failure (network, registry error, I/O)
   2  bad input: invalid reference, flag, credentials file or plan
   3  authentication failed
-  4  source image not found (a destination's 404 is a failure, exit 1)
+  4  image not found: the source of copy/promote/tag, the image of digest/inspect/delete
+     (a destination's 404 is a failure, exit 1)
   5  verification failed: bytes did not match their digest
   6  the source is not the --expect-digest digest (nothing written)
-  7  a tag guard refused to move an existing tag (nothing written)";
+  7  a tag guard refused to move an existing tag, or delete refused to remove a tag that
+     would take other tags with it (nothing written)";
 
 #[derive(Parser)]
 #[command(name = "ferry", version, about = "Copy OCI/Docker images between registries and OCI layouts, without a daemon", after_help = AFTER_HELP)]
@@ -57,6 +64,18 @@ pub enum Command {
     Tag(tag::TagArgs),
     /// Package a Helm chart, or publish one to an OCI registry or ChartMuseum (guarded).
     Chart(chart::ChartArgs),
+    /// Print the manifest digest an image reference names (an index's for a multi-platform image).
+    Digest(inspect::DigestArgs),
+    /// Show what an image, index or artifact is (platforms, config, layers), or its exact bytes.
+    Inspect(inspect::InspectArgs),
+    /// List the tags of a repository (sorted, every page), or the images of an OCI layout.
+    Ls(ls::LsArgs),
+    /// Delete a tag or a manifest (a tag never takes a manifest that other tags still name).
+    Delete(delete::DeleteArgs),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (or write one page per command with --dir).
+    Man(docs::ManArgs),
 }
 
 impl Cli {
@@ -66,7 +85,26 @@ impl Cli {
             Command::Copy(args) => copy::run(args).await,
             Command::Promote(args) => promote::run(args).await,
             Command::Tag(args) => tag::run(args).await,
+            Command::Digest(args) => inspect::digest(args).await,
+            Command::Inspect(args) => inspect::run(args).await,
+            Command::Ls(args) => ls::run(args).await,
+            Command::Delete(args) => delete::run(args).await,
+            Command::Completions(args) => docs::completions(args),
+            Command::Man(args) => docs::man(args),
         }
+    }
+}
+
+/// Writes bytes to stdout exactly. A reader that went away (`| head`) is not an error.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output {
+            path: "<stdout>".into(),
+            reason: e.to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -108,13 +146,18 @@ pub fn exit_code(e: &Error) -> u8 {
             PromoteError::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,
             PromoteError::TagRefused { .. } => exit::REFUSED,
         },
+        Error::DeleteRefused { .. } => exit::REFUSED,
         Error::Chart(c) => chart::exit_code(c),
-        Error::Manifest(_) | Error::ManifestTooLarge { .. } => exit::FAILED,
+        Error::Manifest(_) | Error::ManifestTooLarge { .. } | Error::TooLarge { .. } => {
+            exit::FAILED
+        }
         Error::Transport { .. }
         | Error::Layout { .. }
         | Error::HttpClient { .. }
         | Error::BadAnswer { .. }
-        | Error::Upload { .. } => exit::FAILED,
+        | Error::Upload { .. }
+        | Error::Unsupported { .. }
+        | Error::Output { .. } => exit::FAILED,
     }
 }
 

@@ -77,6 +77,10 @@ pub struct GuardArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Write the destination's manifest digest to this file (atomically) once tagged; one
+    /// image only (not with --plan), not written by --dry-run.
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -123,6 +127,12 @@ pub struct PromoteArgs {
 pub async fn run(args: PromoteArgs) -> Result<()> {
     let plan = match &args.plan {
         Some(path) => {
+            if args.guard.digestfile.is_some() {
+                return Err(Error::Usage {
+                    arg: "--digestfile".into(),
+                    reason: "holds one image's digest: not with --plan".into(),
+                });
+            }
             if args.guard.expect_digest.is_some() {
                 return Err(Error::Usage {
                     arg: "--expect-digest".into(),
@@ -211,9 +221,23 @@ pub async fn execute(
     }
     let mut errors = report.take_errors();
     match errors.len() {
-        0 => Ok(()),
+        0 => write_digestfile(guard, &report),
         1 => Err(errors.remove(0)),
         _ => Err(Error::Many(errors)),
+    }
+}
+
+/// `--digestfile`: the digest of the one image promoted (nothing on a dry run).
+fn write_digestfile(guard: &GuardArgs, report: &ferry::promote::PlanReport) -> Result<()> {
+    let (Some(path), false) = (&guard.digestfile, guard.dry_run) else {
+        return Ok(());
+    };
+    match report.images.as_slice() {
+        [image] => match &image.digest {
+            Some(d) => super::digestfile::write(path, d),
+            None => Ok(()),
+        },
+        _ => Ok(()),
     }
 }
 

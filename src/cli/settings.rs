@@ -1,6 +1,6 @@
 //! The settings tier: flags resolved once into library options (auth file read once,
-//! credentials parsed once, per side), and the one store cache that copy, promote and tag open
-//! their stores through (one registry client per registry and side; every store marked with its
+//! credentials parsed once, per side), and the one store cache that every command opens its
+//! stores through (one registry client per registry and side; every store marked with its
 //! side so errors say where they came from).
 
 use std::collections::HashMap;
@@ -117,6 +117,18 @@ impl Stores {
 
     /// The store behind a reference, marked with `side`, and the manifest target it names.
     pub fn open(&self, r: &ImageRef, side: Side) -> Result<(Arc<dyn Store>, Target)> {
+        let (store, target) = self.open_unmarked(r, side)?;
+        Ok((Sided::wrap(store, side), target))
+    }
+
+    /// The store of a command that works on one store (`digest`, `inspect`, `ls`, `delete`):
+    /// no side to name in errors, source credentials (the same flags fill both), and a layout
+    /// that must exist.
+    pub fn open_one(&self, r: &ImageRef) -> Result<(Arc<dyn Store>, Target)> {
+        self.open_unmarked(r, Side::Source)
+    }
+
+    fn open_unmarked(&self, r: &ImageRef, side: Side) -> Result<(Arc<dyn Store>, Target)> {
         let (store, target): (Arc<dyn Store>, Target) = match r {
             ImageRef::Registry(rr) => {
                 let client = self.client(&rr.registry, side)?;
@@ -144,7 +156,7 @@ impl Stores {
                 (Arc::new(store), target)
             }
         };
-        Ok((Sided::wrap(store, side), target))
+        Ok((store, target))
     }
 }
 
@@ -171,4 +183,19 @@ pub fn parse_tag(s: &str) -> std::result::Result<String, String> {
 /// Parses a reference given on the command line.
 pub fn parse_ref(s: &str) -> Result<ImageRef> {
     s.parse::<ImageRef>().map_err(Error::from)
+}
+
+/// Parses `text` and opens its store for a command that works on one store.
+pub fn open_single(
+    text: &str,
+    access: &super::endpoints::AccessArgs,
+) -> Result<(ImageRef, Arc<dyn Store>, Target)> {
+    let r = parse_ref(text)?;
+    let stores = Stores::new(
+        TransportSettings::resolve(&access.transport())?,
+        None,
+        false,
+    );
+    let (store, target) = stores.open_one(&r)?;
+    Ok((r, store, target))
 }

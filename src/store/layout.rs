@@ -21,7 +21,7 @@ use self::workdir::{TempArea, WriterLock};
 use crate::digest::Digest;
 use crate::error::{Error, Op, Result};
 use crate::manifest::{Children, Descriptor, ManifestError, RawManifest, MAX_MANIFEST_BYTES};
-use crate::store::{BlobSource, BlobStream, Store, Target};
+use crate::store::{BlobSource, BlobStream, Store, StoredImage, Target};
 
 pub use self::index::REF_NAME;
 pub use self::workdir::WORK_DIR;
@@ -330,9 +330,47 @@ impl Store for LayoutStore {
     async fn list_tags(&self) -> Result<Vec<String>> {
         Ok(self.read_index().await?.tags())
     }
+
+    async fn list_images(&self) -> Result<Option<Vec<StoredImage>>> {
+        let idx = self.read_index().await?;
+        let images = idx.entries().iter().map(|e| StoredImage {
+            tag: e.tag.clone(),
+            descriptor: e.desc.clone(),
+        });
+        Ok(Some(images.collect()))
+    }
+
+    /// Drops the `index.json` entry of `tag`; the manifest and its blobs stay in `blobs/`.
+    async fn delete_tag(&self, tag: &str) -> Result<()> {
+        let what = format!("tag {tag}");
+        self.edit_index(what, |e| e.tag.as_deref() != Some(tag))
+            .await
+    }
+
+    /// Drops every `index.json` entry naming `digest` (its tags with it); blobs stay.
+    async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        let what = format!("manifest {digest}");
+        self.edit_index(what, |e| &e.desc.digest != digest).await
+    }
 }
 
 impl LayoutStore {
+    /// Rewrites `index.json` without the entries `keep` refuses; `NotFound` (`what`) when it
+    /// refuses none.
+    async fn edit_index(&self, what: String, keep: impl Fn(&index::Entry) -> bool) -> Result<()> {
+        // The same locks as every other index writer (see `put_manifest`).
+        let _guard = self.index_lock.lock().await;
+        let _lock = WriterLock::acquire_async(self.root.clone()).await?;
+        let mut idx = self.read_index().await?;
+        if idx.retain(keep) == 0 {
+            return Err(self.not_found(what));
+        }
+        let tmp = TempArea::new(&self.root);
+        write_atomic(self.root.join(INDEX_FILE), idx.to_bytes(), tmp).await?;
+        tracing::debug!(location = %self.location(), %what, "deleted from index.json");
+        Ok(())
+    }
+
     /// `resolve` of a digest that no `index.json` entry names: a manifest blob, if it is one.
     async fn resolve_blob(&self, digest: &Digest) -> Result<Option<Descriptor>> {
         match self.blobs.size(digest).await? {

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{Error, Op, Result};
 use crate::manifest::{Descriptor, RawManifest};
 
 /// A blob's bytes as they arrive.
@@ -104,6 +104,55 @@ pub trait Store: Send + Sync {
 
     /// The tags of this repository or layout.
     async fn list_tags(&self) -> Result<Vec<String>>;
+
+    /// Every image a local store holds (tagged or not), when it can list them without a request
+    /// per image; `None` for registries (list their tags instead).
+    async fn list_images(&self) -> Result<Option<Vec<StoredImage>>> {
+        Ok(None)
+    }
+
+    /// Removes the tag `tag`, leaving the manifest and its other tags. Fails with
+    /// [`Error::Unsupported`] where tags cannot be deleted apart from their manifest (callers
+    /// may then delete the manifest when nothing else names it).
+    async fn delete_tag(&self, tag: &str) -> Result<()> {
+        Err(unsupported(
+            self,
+            Op::DeleteTag,
+            tag,
+            "this store cannot delete tags",
+        ))
+    }
+
+    /// Removes the manifest `digest` and with it every tag that points at it (blobs stay, for a
+    /// registry's garbage collection). [`Error::Unsupported`] where deletion is not possible.
+    async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        let target = digest.to_string();
+        Err(unsupported(
+            self,
+            Op::DeleteManifest,
+            &target,
+            "this store cannot delete manifests",
+        ))
+    }
+}
+
+/// One image of a local store: an `index.json` entry of a layout.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoredImage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(flatten)]
+    pub descriptor: Descriptor,
+}
+
+/// The [`Error::Unsupported`] a store answers for a capability it lacks.
+pub fn unsupported<S: Store + ?Sized>(store: &S, op: Op, target: &str, reason: &str) -> Error {
+    Error::Unsupported {
+        op,
+        location: store.location(),
+        target: target.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 /// A [`BlobSource`] reading one blob from a store.

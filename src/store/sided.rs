@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use super::{BlobSource, BlobStream, RepoLocation, Store, Target};
+use super::{BlobSource, BlobStream, RepoLocation, Store, StoredImage, Target};
+use crate::digest::Digest;
 use crate::error::{Result, Side};
 use crate::manifest::{Descriptor, RawManifest};
 
@@ -76,6 +77,22 @@ impl Store for Sided {
 
     async fn list_tags(&self) -> Result<Vec<String>> {
         self.inner.list_tags().await.map_err(|e| e.on(self.side))
+    }
+
+    async fn list_images(&self) -> Result<Option<Vec<StoredImage>>> {
+        self.inner.list_images().await.map_err(|e| e.on(self.side))
+    }
+
+    async fn delete_tag(&self, tag: &str) -> Result<()> {
+        self.inner
+            .delete_tag(tag)
+            .await
+            .map_err(|e| e.on(self.side))
+    }
+
+    async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        let r = self.inner.delete_manifest(digest).await;
+        r.map_err(|e| e.on(self.side))
     }
 }
 

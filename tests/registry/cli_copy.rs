@@ -157,6 +157,30 @@ fn every_subcommand_has_its_own_summary() {
             "chart",
             "Package a Helm chart, or publish one to an OCI registry or ChartMuseum (guarded)",
         ),
+        (
+            "digest",
+            "Print the manifest digest an image reference names (an index's for a multi-platform image)",
+        ),
+        (
+            "inspect",
+            "Show what an image, index or artifact is (platforms, config, layers), or its exact bytes",
+        ),
+        (
+            "ls",
+            "List the tags of a repository (sorted, every page), or the images of an OCI layout",
+        ),
+        (
+            "delete",
+            "Delete a tag or a manifest (a tag never takes a manifest that other tags still name)",
+        ),
+        (
+            "completions",
+            "Print shell completions for bash, zsh, fish, elvish or powershell",
+        ),
+        (
+            "man",
+            "Print the man page (or write one page per command with --dir)",
+        ),
     ];
     let top = String::from_utf8_lossy(&ferry(&["--help"]).stdout).to_string();
     let listed: Vec<(String, String)> = top

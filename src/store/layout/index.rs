@@ -166,6 +166,22 @@ impl IndexFile {
         self.replace_entries(kept);
     }
 
+    /// Keeps only the entries `keep` accepts; how many were dropped.
+    pub fn retain(&mut self, keep: impl Fn(&Entry) -> bool) -> usize {
+        let raw = self.raw_entries();
+        let before = raw.len();
+        let kept: Vec<Value> = self
+            .entries
+            .iter()
+            .zip(raw)
+            .filter(|(e, _)| keep(e))
+            .map(|(_, v)| v)
+            .collect();
+        let dropped = before - kept.len();
+        self.replace_entries(kept);
+        dropped
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec_pretty(&self.doc).expect("JSON values serialise");
         out.push(b'\n');

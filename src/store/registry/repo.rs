@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use super::transport::challenge::{pull_scope, push_scope};
+use super::transport::challenge::{delete_scope, pull_scope, push_scope};
 use super::transport::errors::Ctx;
 use super::transport::Transport;
 use crate::error::Op;
@@ -63,5 +63,9 @@ impl Repo {
 
     pub fn push(&self) -> Vec<String> {
         vec![push_scope(&self.name)]
+    }
+
+    pub fn delete(&self) -> Vec<String> {
+        vec![delete_scope(&self.name)]
     }
 }

@@ -116,6 +116,11 @@ pub fn push_scope(repository: &str) -> String {
     format!("repository:{repository}:pull,push")
 }
 
+/// `repository:NAME:delete` (what distribution asks of a DELETE; `*` covers it too).
+pub fn delete_scope(repository: &str) -> String {
+    format!("repository:{repository}:delete")
+}
+
 /// Splits `TYPE:NAME:ACTIONS` (the name may itself contain colons, e.g. a port).
 fn split_scope(s: &str) -> Option<(&str, &str, Vec<&str>)> {
     let (kind, rest) = s.split_once(':')?;
