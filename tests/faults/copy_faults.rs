@@ -61,12 +61,21 @@ async fn copy_to(src: &dyn Store, srv: &FaultServer, jobs: usize) -> RegistryCli
         jobs,
         ..CopyOptions::default()
     };
-    Copier::new(std::sync::Arc::new(Silent))
-        .copy(src, &Target::Tag("v1".into()), &dst, &["v1".into()], &copy)
-        .await
-        .unwrap();
+    copy_v1(src, &dst, &["v1".into()], &copy).await.unwrap();
     assert_intact(srv);
     client
+}
+
+/// Copies tag `v1` of `src` to `dst` under `tags`, reporting nothing.
+async fn copy_v1(
+    src: &dyn Store,
+    dst: &dyn Store,
+    tags: &[String],
+    opts: &CopyOptions,
+) -> ferry::Result<ferry::copy::CopyReport> {
+    Copier::new(std::sync::Arc::new(Silent))
+        .copy(src, &Target::Tag("v1".into()), dst, tags, opts)
+        .await
 }
 
 fn assert_intact(srv: &FaultServer) {
@@ -180,14 +189,7 @@ async fn a_dropped_download_resumes_with_range_and_reads_each_byte_once() {
 async fn copy_to_src(srv: &FaultServer) {
     let client = RegistryClient::new(&srv.host(), options()).unwrap();
     let dst = RegistryStore::new(client, REPO);
-    Copier::new(std::sync::Arc::new(Silent))
-        .copy(
-            &layout(),
-            &Target::Tag("v1".into()),
-            &dst,
-            &["v1".into()],
-            &CopyOptions::default(),
-        )
+    copy_v1(&layout(), &dst, &["v1".into()], &CopyOptions::default())
         .await
         .unwrap();
 }
@@ -204,16 +206,14 @@ async fn a_destination_404_is_a_destination_failure_not_a_missing_source() {
         Side::Destination,
     );
     let src = Sided::wrap(std::sync::Arc::new(layout()), Side::Source);
-    let e = Copier::new(std::sync::Arc::new(Silent))
-        .copy(
-            src.as_ref(),
-            &Target::Tag("v1".into()),
-            dst.as_ref(),
-            &["v1".into()],
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap_err();
+    let e = copy_v1(
+        src.as_ref(),
+        dst.as_ref(),
+        &["v1".into()],
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
     let sides: Vec<_> = match &e {
         ferry::Error::Many(v) => v.iter().map(|e| e.side()).collect(),
         e => vec![e.side()],
@@ -294,16 +294,14 @@ async fn the_engine_writes_children_before_parents_and_tags_last() {
     use ferry::store::memory::{MemoryStore, Write};
     let (src, index) = memory_source();
     let dst = MemoryStore::new("dst");
-    Copier::new(std::sync::Arc::new(Silent))
-        .copy(
-            &src,
-            &Target::Tag("v1".into()),
-            &dst,
-            &["v1".into(), "latest".into()],
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
+    copy_v1(
+        &src,
+        &dst,
+        &["v1".into(), "latest".into()],
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
     let writes = dst.writes();
     let at = |w: &Write| writes.iter().position(|x| x == w).unwrap();
     let children = ferry::manifest::RawManifest::children(&index).unwrap();
@@ -356,14 +354,7 @@ async fn a_corrupt_source_blob_leaves_nothing_tagged() {
         vec![9u8; layers[0].size as usize].into(),
     );
     let dst = MemoryStore::new("dst");
-    let e = Copier::new(std::sync::Arc::new(Silent))
-        .copy(
-            &src,
-            &Target::Tag("v1".into()),
-            &dst,
-            &["v1".into()],
-            &CopyOptions::default(),
-        )
+    let e = copy_v1(&src, &dst, &["v1".into()], &CopyOptions::default())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("digest mismatch"), "{e}");
