@@ -98,6 +98,44 @@ fn registry_to_archive_and_back_keeps_every_digest() {
     let out = ferry_in(&spool, &["copy", &plain, &format!("{}/x:1", reg.addr)]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("tags: 1, 2"), "{}", stderr(&out));
+    // `ls` lists both without a tag.
+    let listed = ok(ferry_in(&spool, &["ls", &plain]));
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        text.contains(&index.digest.to_string()) && text.contains(&single.digest.to_string()),
+        "{text}"
+    );
+    // A copy that fails half-way (a blob missing from the source) leaves the archive as it was
+    // and no temp file beside it.
+    let broken = work.path().join("broken");
+    let b = fixtures::write_layout(&broken, "v1", &ImageSpec::oci().seed(9));
+    std::fs::remove_file(broken.join("blobs/sha256").join(b.blobs[1].digest.hex())).unwrap();
+    let before = std::fs::read(&tar).unwrap();
+    let out = ferry_in(
+        &spool,
+        &[
+            "copy",
+            "-q",
+            &format!("oci:{}:v1", broken.display()),
+            &archive("3"),
+        ],
+    );
+    assert!(!out.status.success(), "a missing blob fails the copy");
+    assert_eq!(
+        std::fs::read(&tar).unwrap(),
+        before,
+        "the archive is untouched"
+    );
+    let beside: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        beside
+            .iter()
+            .all(|n| !n.to_string_lossy().contains(".ferry-")),
+        "{beside:?}"
+    );
     assert!(files_under(&spool).is_empty(), "spools are removed");
 }
 
@@ -148,6 +186,17 @@ fn skopeo_archives_are_read_and_ferry_archives_are_read_by_skopeo() {
         &["copy", "-q", &format!("oci:{}:v1", src.display()), &dst],
     ));
     assert_eq!(fixtures::inspect_digest(&dst), built.digest);
+    // Deterministic: the same images make the same bytes.
+    let again = work.path().join("again.tar");
+    let dst2 = format!("oci-archive:{}:v1", again.display());
+    ok(ferry_in(
+        &spool,
+        &["copy", "-q", &format!("oci:{}:v1", src.display()), &dst2],
+    ));
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&ours).unwrap()
+    );
     let unpacked = work.path().join("unpacked");
     fixtures::skopeo(&[
         "copy",
