@@ -2,7 +2,7 @@
 //! referee both ways (and gzip'd archives), and a corpus of hostile archives, each refused with
 //! the entry named and nothing written outside the spool.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -337,6 +337,21 @@ fn hostile_archives_are_refused_with_the_entry_named() {
             "truncated",
         ),
     ];
+    // A gzip bomb: 256 MiB of zeros in a few hundred KiB.
+    let bomb_entry = format!("blobs/sha256/{}", "0".repeat(64));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    {
+        let mut b = tar::Builder::new(&mut gz);
+        let size = 256u64 << 20;
+        let (h, _) = raw_entry(bomb_entry.as_bytes(), T::Regular, b"", b"");
+        let mut h = h;
+        h.set_size(size);
+        h.set_cksum();
+        b.append(&h, std::io::repeat(0).take(size)).unwrap();
+        b.finish().unwrap();
+    }
+    let mut cases = cases;
+    cases.push(("gzip-bomb", gz.finish().unwrap(), &bomb_entry, "gzip bomb"));
     for (name, bytes, entry, why) in &cases {
         let file = work.path().join(format!("{name}.tar"));
         std::fs::write(&file, bytes).unwrap();

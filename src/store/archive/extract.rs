@@ -6,8 +6,8 @@
 //! are implied; other regular files (a Docker-25 `manifest.json`, `repositories`) are skipped.
 //! Refused, naming the file and the entry: absolute names, `..`, names that are not UTF-8,
 //! symbolic and hard links, device files, FIFOs, unknown entry types, a truncated archive, a
-//! zstd/xz/bzip2 wrapper (not read yet), two different `index.json`s. Every path written is
-//! built from checked components under the spool, so nothing lands outside it.
+//! zstd/xz/bzip2 wrapper (not read yet), a gzip bomb, two different `index.json`s. Every path
+//! written is built from checked components under the spool, so nothing lands outside it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -21,6 +21,11 @@ use crate::error::{Error, Op, Result};
 pub const MAX_META_BYTES: u64 = 4 * 1024 * 1024;
 /// Bytes per read while a blob streams to the spool.
 const COPY_BUF: usize = 256 * 1024;
+/// A gzip wrapper may expand this many times what it read (layers inside are compressed
+/// already, so real archives stay near 1:1)...
+const MAX_GZIP_RATIO: u64 = 200;
+/// ...once past this many bytes out (small, very compressible archives are fine).
+const GZIP_RATIO_AFTER: u64 = 64 * 1024 * 1024;
 
 /// An archive refusal naming `file` and, when known, `entry`.
 pub(super) fn refused(file: &Path, entry: Option<&str>, reason: impl Into<String>) -> Error {
@@ -64,7 +69,7 @@ pub(super) fn extract(file: &Path, spool: &Path) -> Result<()> {
         .map_err(|e| refused(file, None, format!("cannot read: {e}")))?
         .to_vec();
     let unwrapped: Box<dyn Read> = match magic.as_slice() {
-        [0x1f, 0x8b, ..] => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        [0x1f, 0x8b, ..] => Box::new(Bounded::gunzip(reader)),
         [0x28, 0xb5, 0x2f, 0xfd, ..] => return Err(wrapper(file, "zstd", "zstd -d")),
         [0xfd, b'7', b'z', b'X', b'Z', ..] => return Err(wrapper(file, "xz", "xz -d")),
         [b'B', b'Z', b'h', ..] => return Err(wrapper(file, "bzip2", "bzip2 -d")),
@@ -188,6 +193,59 @@ pub(super) fn extract(file: &Path, spool: &Path) -> Result<()> {
         std::fs::create_dir_all(&dir).map_err(|e| spool_err(&dir, e))?;
     }
     Ok(())
+}
+
+/// A gzip decoder that fails once it has put out more than [`MAX_GZIP_RATIO`] times the
+/// compressed bytes it read (past [`GZIP_RATIO_AFTER`]): a gzip bomb would fill the spool.
+struct Bounded {
+    decoder: flate2::read::MultiGzDecoder<Counted>,
+    read_in: std::rc::Rc<std::cell::Cell<u64>>,
+    put_out: u64,
+}
+
+/// Counts the bytes read through it.
+struct Counted {
+    inner: BufReader<File>,
+    n: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.set(self.n.get() + k as u64);
+        Ok(k)
+    }
+}
+
+impl Bounded {
+    fn gunzip(inner: BufReader<File>) -> Self {
+        let read_in = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counted = Counted {
+            inner,
+            n: read_in.clone(),
+        };
+        Bounded {
+            decoder: flate2::read::MultiGzDecoder::new(counted),
+            read_in,
+            put_out: 0,
+        }
+    }
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.decoder.read(buf)?;
+        self.put_out += k as u64;
+        let read_in = self.read_in.get().max(1);
+        if self.put_out > GZIP_RATIO_AFTER && self.put_out / read_in > MAX_GZIP_RATIO {
+            let why = format!(
+                "the gzip wrapper expands {read_in} bytes to more than {} (ratio over {MAX_GZIP_RATIO}:1): refused as a gzip bomb",
+                self.put_out
+            );
+            return Err(std::io::Error::other(why));
+        }
+        Ok(k)
+    }
 }
 
 fn wrapper(file: &Path, format: &str, command: &str) -> Error {
