@@ -127,6 +127,17 @@ pub enum Error {
         message: String,
     },
 
+    /// An `oci-archive:` file was refused: malformed, truncated or hostile (an entry escaping the
+    /// archive, a link, a device, a blob whose bytes are not its name). Nothing was written
+    /// outside ferry's private spool directory.
+    #[error("archive {}{}: {reason}", .path.display(), fmt_entry(.entry))]
+    Archive {
+        path: PathBuf,
+        /// The tar entry at fault, when one is.
+        entry: Option<String>,
+        reason: String,
+    },
+
     /// A file the user asked for (`--digestfile`, generated docs) or stdout could not be written.
     #[error("write {}: {reason}", .path.display())]
     Output { path: PathBuf, reason: String },
@@ -258,6 +269,13 @@ fn fmt_codes(codes: &[RegistryErrorCode]) -> String {
 fn fmt_body(body: &Option<Box<str>>) -> String {
     match body {
         Some(b) => format!(": {b:?}"),
+        None => String::new(),
+    }
+}
+
+fn fmt_entry(entry: &Option<String>) -> String {
+    match entry {
+        Some(e) => format!(", entry {e:?}"),
         None => String::new(),
     }
 }

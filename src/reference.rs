@@ -1,4 +1,5 @@
-//! Image references parsed once at the edge: registry repositories and OCI layout directories.
+//! Image references parsed once at the edge: registry repositories, OCI layout directories and
+//! `oci-archive:` files.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -39,12 +40,33 @@ pub struct RegistryRef {
     pub digest: Option<Digest>,
 }
 
-/// `oci:PATH[:TAG]` or `oci:PATH@DIGEST`.
+/// `oci:PATH[:TAG]` or `oci:PATH@DIGEST`; `oci-archive:FILE[:TAG]` (a tar of a layout).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayoutRef {
     pub path: PathBuf,
     pub tag: Option<String>,
     pub digest: Option<Digest>,
+    /// Whether `path` is a directory or a tar file holding one.
+    pub kind: LayoutKind,
+}
+
+/// How an OCI image layout is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayoutKind {
+    /// `oci:DIR`: the layout's directory.
+    Directory,
+    /// `oci-archive:FILE`: a tar (plain or gzip'd) of the layout's files.
+    Archive,
+}
+
+impl LayoutKind {
+    /// The transport prefix, with its colon.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            LayoutKind::Directory => "oci:",
+            LayoutKind::Archive => "oci-archive:",
+        }
+    }
 }
 
 /// A reference that could not be parsed; shows the input and what is wrong.
@@ -65,12 +87,11 @@ fn err(input: &str, reason: impl Into<String>) -> ReferenceError {
 /// The transports skopeo (containers/image) knows besides `docker://` and `oci:`. Written
 /// `NAME:…`, they would otherwise read as a Docker Hub repository with a tag
 /// (`docker-daemon:alpine` as `docker.io/library/docker-daemon:alpine`).
-const OTHER_TRANSPORTS: [&str; 8] = [
+const OTHER_TRANSPORTS: [&str; 7] = [
     "containers-storage",
     "dir",
     "docker-archive",
     "docker-daemon",
-    "oci-archive",
     "ostree",
     "sif",
     "tarball",
@@ -95,7 +116,7 @@ fn check_transport(s: &str) -> Result<(), ReferenceError> {
     match unsupported_transport(s) {
         Some(t) => Err(err(
             s,
-            format!("transport {t} is not supported (supported: docker://, oci:)"),
+            format!("transport {t} is not supported (supported: docker://, oci:, oci-archive:)"),
         )),
         None => Ok(()),
     }
@@ -105,7 +126,10 @@ impl FromStr for ImageRef {
     type Err = ReferenceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(rest) = s.strip_prefix("oci:") {
-            return parse_layout(s, rest).map(ImageRef::Layout);
+            return parse_layout(s, rest, LayoutKind::Directory).map(ImageRef::Layout);
+        }
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            return parse_layout(s, rest, LayoutKind::Archive).map(ImageRef::Layout);
         }
         check_transport(s)?;
         let rest = s.strip_prefix("docker://").unwrap_or(s);
@@ -131,12 +155,15 @@ pub fn is_valid_tag(tag: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
-fn parse_layout(input: &str, rest: &str) -> Result<LayoutRef, ReferenceError> {
+fn parse_layout(input: &str, rest: &str, kind: LayoutKind) -> Result<LayoutRef, ReferenceError> {
     if rest.is_empty() {
-        return Err(err(
-            input,
-            "oci: needs a directory path, e.g. oci:./out:latest",
-        ));
+        let why = match kind {
+            LayoutKind::Directory => "oci: needs a directory path, e.g. oci:./out:latest",
+            LayoutKind::Archive => {
+                "oci-archive: needs a file path, e.g. oci-archive:./out.tar:latest"
+            }
+        };
+        return Err(err(input, why));
     }
     let (rest, digest) = match rest.rsplit_once('@') {
         Some((p, d)) => (
@@ -148,7 +175,10 @@ fn parse_layout(input: &str, rest: &str) -> Result<LayoutRef, ReferenceError> {
     // `oci:PATH:sha256:HEX` would read as the tag HEX of the directory `PATH:sha256`.
     if let Some((p, hex)) = rest.rsplit_once(':') {
         if p.ends_with(":sha256") && hex.len() == 64 {
-            let why = format!("a digest follows '@', not ':' (oci:PATH@sha256:{hex})");
+            let why = format!(
+                "a digest follows '@', not ':' ({}PATH@sha256:{hex})",
+                kind.prefix()
+            );
             return Err(err(input, why));
         }
     }
@@ -163,15 +193,17 @@ fn parse_layout(input: &str, rest: &str) -> Result<LayoutRef, ReferenceError> {
         _ => (rest, None),
     };
     if digest.is_some() && tag.is_some() {
-        return Err(err(
-            input,
-            "an oci: reference takes a tag or a digest, not both",
-        ));
+        let why = format!(
+            "an {} reference takes a tag or a digest, not both",
+            kind.prefix()
+        );
+        return Err(err(input, why));
     }
     Ok(LayoutRef {
         path: PathBuf::from(path),
         tag,
         digest,
+        kind,
     })
 }
 
@@ -350,7 +382,7 @@ impl fmt::Display for RegistryRef {
 
 impl fmt::Display for LayoutRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "oci:{}", self.path.display())?;
+        write!(f, "{}{}", self.kind.prefix(), self.path.display())?;
         if let Some(t) = &self.tag {
             write!(f, ":{t}")?;
         }
@@ -436,18 +468,40 @@ mod tests {
     }
 
     #[test]
+    fn archives() {
+        let l = match "oci-archive:./x.tar:1".parse::<ImageRef>().unwrap() {
+            ImageRef::Layout(l) => l,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(l.kind, LayoutKind::Archive);
+        assert_eq!(
+            (l.path.as_path(), l.tag.as_deref()),
+            (std::path::Path::new("./x.tar"), Some("1"))
+        );
+        assert_eq!(l.to_string(), "oci-archive:./x.tar:1");
+        let l = match "oci-archive:/a/b.tar.gz".parse::<ImageRef>().unwrap() {
+            ImageRef::Layout(l) => l,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!((l.path, l.tag), (PathBuf::from("/a/b.tar.gz"), None));
+        let e = "oci-archive:".parse::<ImageRef>().unwrap_err().to_string();
+        assert!(e.contains("needs a file path"), "{e}");
+    }
+
+    #[test]
     fn other_transports_are_refused_and_hosts_with_ports_are_not_mistaken_for_them() {
         for (input, transport) in [
             ("docker-daemon:alpine", "docker-daemon"),
             ("dir:/tmp/x", "dir"),
-            ("oci-archive:a.tar:v1", "oci-archive"),
+            ("docker-archive:a.tar:v1", "docker-archive"),
             ("containers-storage:localhost/app", "containers-storage"),
             ("https://ghcr.io/o/r", "https"),
             ("docker-daemon://alpine", "docker-daemon"),
         ] {
             let e = input.parse::<ImageRef>().expect_err(input).to_string();
-            let want =
-                format!("transport {transport} is not supported (supported: docker://, oci:)");
+            let want = format!(
+                "transport {transport} is not supported (supported: docker://, oci:, oci-archive:)"
+            );
             assert!(e.contains(&want), "{input}: {e}");
             assert!(input.parse::<RegistryRef>().is_err(), "{input}");
         }

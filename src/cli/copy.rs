@@ -18,11 +18,19 @@ Examples:
   ferry copy registry.example.com/team/api:feature-x prod.example.com/team/api:1.4.2 --tag latest
   ferry copy docker://alpine:3.20 oci:./mirror:3.20          # registry -> OCI layout
   ferry copy oci:./mirror:3.20 127.0.0.1:5000/alpine:3.20     # OCI layout -> registry
+  ferry copy docker://alpine:3.20 oci-archive:./alpine.tar:3.20 # registry -> OCI archive
   ferry copy --platform linux/amd64 --platform linux/arm64 src.io/app:1 dst.io/app:1
 
 References: [registry[:port]/]repo[:tag][@sha256:...] (docker:// prefix accepted; unqualified
-names are Docker Hub), or oci:PATH[:TAG] for an OCI image layout directory. A destination
-without tag is tagged `latest`; one with only a digest is pushed by digest, untagged.
+names are Docker Hub), oci:PATH[:TAG] for an OCI image layout directory, or
+oci-archive:FILE[:TAG] for a tar of one (plain or gzip'd; FILE alone reads its only image). A
+destination without tag is tagged `latest`; one with only a digest is pushed by digest, untagged.
+
+Archives: a source archive is extracted, every entry checked (no links, devices, `..` or
+absolute names; each blob's bytes must be its digest), into a private spool under $TMPDIR
+(needs as much free space as the archive holds). A destination archive is built in such a
+spool, keeping the images FILE already holds, and written (temp file + rename) only when the
+copy succeeded.
 
 Platforms: without --platform every platform of an index is copied and the index keeps its
 digest. With --platform, one matching platform copies that platform's own manifest (its digest
@@ -65,7 +73,8 @@ pub struct CopyArgs {
 pub async fn run(args: CopyArgs) -> Result<()> {
     let src_ref = parse_ref(&args.source)?;
     let dst_ref = parse_ref(&args.destination)?;
-    let stores = Stores::new(TransportSettings::resolve(&args.transport)?, None, false);
+    let stores = Stores::new(TransportSettings::resolve(&args.transport)?, None, false)
+        .with_archive_output();
     let (src, target) = stores.open(&src_ref, Side::Source)?;
     let (dst, dst_target) = stores.open(&dst_ref, Side::Destination)?;
     let mut tags = Vec::new();
@@ -102,6 +111,8 @@ pub async fn run(args: CopyArgs) -> Result<()> {
         }
     }
     let report = copier.tag(dst.as_ref(), prepared, &tags).await?;
+    // Destination archives are written only now that everything is in their spool.
+    stores.finish().await?;
     if let Some(path) = &args.digestfile {
         super::digestfile::write(path, &report.destination_digest)?;
     }

@@ -35,7 +35,7 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0  success
   1  failure (network, registry error, I/O)
-  2  bad input: invalid reference, flag, credentials file or plan
+  2  bad input: invalid reference, flag, credentials file or plan; a refused archive
   3  authentication failed
   4  image not found: the source of copy/promote/tag, the image of digest/inspect/delete
      (a destination's 404 is a failure, exit 1)
@@ -130,6 +130,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::BadTag { .. }
         | Error::BadRegistry { .. }
         | Error::CaFile { .. }
+        | Error::Archive { .. }
         | Error::Platform { .. } => exit::USAGE,
         Error::Auth { .. } => exit::AUTH,
         Error::Registry { status, .. } => match status {

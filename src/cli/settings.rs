@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use ferry::creds::{Chain, CredentialSource, DockerConfig, StaticCredentials};
 use ferry::error::Side;
-use ferry::reference::{is_valid_tag, ImageRef};
+use ferry::reference::{is_valid_tag, ImageRef, LayoutKind, LayoutRef};
+use ferry::store::archive::ArchiveStore;
 use ferry::store::layout::LayoutStore;
 use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, RetryPolicy};
 use ferry::store::sided::Sided;
@@ -91,6 +92,11 @@ pub struct Stores {
     one_side: Option<Side>,
     /// A dry run opens destination layouts read-only (never creates one).
     dry_run: bool,
+    /// Whether this command commits destination archives ([`Stores::finish`]); those that
+    /// do not are refused an `oci-archive:` destination rather than silently write nothing.
+    archive_output: bool,
+    /// Destination archives opened, written by [`Stores::finish`].
+    archives: Mutex<Vec<Arc<ArchiveStore>>>,
 }
 
 impl Stores {
@@ -100,7 +106,26 @@ impl Stores {
             clients: Mutex::new(HashMap::new()),
             one_side,
             dry_run,
+            archive_output: false,
+            archives: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Lets destinations be `oci-archive:` files; the command calls [`Stores::finish`] once its
+    /// work succeeded.
+    pub fn with_archive_output(mut self) -> Self {
+        self.archive_output = true;
+        self
+    }
+
+    /// Writes every destination archive (each by temp file and rename). Not called after a
+    /// failure, so a failed copy leaves the archive file as it was.
+    pub async fn finish(&self) -> Result<()> {
+        let archives: Vec<Arc<ArchiveStore>> = self.archives.lock().unwrap().drain(..).collect();
+        for a in archives {
+            a.commit().await?;
+        }
+        Ok(())
     }
 
     fn client(&self, registry: &str, side: Side) -> Result<RegistryClient> {
@@ -117,7 +142,7 @@ impl Stores {
 
     /// The store behind a reference, marked with `side`, and the manifest target it names.
     pub fn open(&self, r: &ImageRef, side: Side) -> Result<(Arc<dyn Store>, Target)> {
-        let (store, target) = self.open_unmarked(r, side)?;
+        let (store, target) = self.open_unmarked(r, side, false)?;
         Ok((Sided::wrap(store, side), target))
     }
 
@@ -125,15 +150,25 @@ impl Stores {
     /// no side to name in errors, source credentials (the same flags fill both), and a layout
     /// that must exist.
     pub fn open_one(&self, r: &ImageRef) -> Result<(Arc<dyn Store>, Target)> {
-        self.open_unmarked(r, Side::Source)
+        self.open_unmarked(r, Side::Source, true)
     }
 
-    fn open_unmarked(&self, r: &ImageRef, side: Side) -> Result<(Arc<dyn Store>, Target)> {
+    /// `one`: a command on one store (`ls` lists an archive of several images, so `FILE` alone
+    /// falls back to `latest` there instead of being refused).
+    fn open_unmarked(
+        &self,
+        r: &ImageRef,
+        side: Side,
+        one: bool,
+    ) -> Result<(Arc<dyn Store>, Target)> {
         let (store, target): (Arc<dyn Store>, Target) = match r {
             ImageRef::Registry(rr) => {
                 let client = self.client(&rr.registry, side)?;
                 let target = target_of(rr.digest.as_ref(), rr.tag.as_deref());
                 (Arc::new(RegistryStore::new(client, &rr.repository)), target)
+            }
+            ImageRef::Layout(l) if l.kind == LayoutKind::Archive => {
+                self.open_archive(l, side, one)?
             }
             ImageRef::Layout(l) => {
                 let store = match side {
@@ -157,6 +192,41 @@ impl Stores {
             }
         };
         Ok((store, target))
+    }
+
+    /// An `oci-archive:` file: extracted to a spool to read; a spool packed by
+    /// [`Stores::finish`] to write. `FILE` alone, as a source, is its only image.
+    fn open_archive(
+        &self,
+        l: &LayoutRef,
+        side: Side,
+        one: bool,
+    ) -> Result<(Arc<dyn Store>, Target)> {
+        let writing = side == Side::Destination && !self.dry_run;
+        if writing && !self.archive_output {
+            return Err(Error::Usage {
+                arg: l.to_string(),
+                reason: "this command cannot write an oci-archive: destination (ferry copy can)"
+                    .into(),
+            });
+        }
+        if !writing {
+            let store = ArchiveStore::open(&l.path)?;
+            let target = match (&l.digest, &l.tag) {
+                (None, None) => match store.only_image() {
+                    Ok(d) => Target::Digest(d.digest),
+                    Err(_) if one => Target::Tag("latest".into()),
+                    Err(e) => return Err(e),
+                },
+                (d, t) => target_of(d.as_ref(), t.as_deref()),
+            };
+            let store: Arc<dyn Store> = Arc::new(store);
+            return Ok((store, target));
+        }
+        let store = Arc::new(ArchiveStore::create(&l.path)?);
+        self.archives.lock().unwrap().push(store.clone());
+        let store: Arc<dyn Store> = store;
+        Ok((store, target_of(l.digest.as_ref(), l.tag.as_deref())))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The storage abstraction every backend (registry, OCI layout) implements; the copy engine sees only this.
+//! The storage abstraction every backend (registry, OCI layout, OCI archive) implements; the copy engine sees only this.
 //!
 //! Contracts:
 //! - Manifests travel as [`RawManifest`]: exact bytes, never re-serialised.
@@ -7,6 +7,7 @@
 //! - `put_manifest` is only called once every blob and child manifest it names is present.
 //! - Retries happen inside a backend; errors that reach the caller are final.
 
+pub mod archive;
 pub mod layout;
 pub mod memory;
 pub mod registry;

@@ -12,6 +12,7 @@ mod harness_smoke;
 mod layout_fixtures;
 mod layout_hardening;
 mod layout_store;
+mod oci_archive;
 mod registry_auth;
 mod registry_store;
 mod registry_tls;

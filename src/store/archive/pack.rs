@@ -1,0 +1,114 @@
+//! Writing an `oci-archive:` file from a finished layout: a deterministic tar (`oci-layout`,
+//! `index.json`, `blobs/`, `blobs/sha256/`, then each blob in name order; mode 0644/0755, owner
+//! 0, mtime 0) written to a temp file beside the destination, fsynced, then renamed over it, so
+//! the file is the old one or the complete new one, never half of either.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+const WRITE_BUF: usize = 256 * 1024;
+
+fn out_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Writes the layout at `layout` as the tar `file` (replaced atomically).
+pub(super) fn pack(layout: &Path, file: &Path) -> Result<()> {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "archive".into());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.ferry-"))
+        .tempfile_in(dir)
+        .map_err(|e| {
+            out_err(
+                file,
+                format!("cannot create a temp file in {}: {e}", dir.display()),
+            )
+        })?;
+    let out = BufWriter::with_capacity(
+        WRITE_BUF,
+        tmp.as_file().try_clone().map_err(|e| out_err(file, e))?,
+    );
+    let mut tar = tar::Builder::new(out);
+    tar.mode(tar::HeaderMode::Deterministic);
+    for meta in ["oci-layout", "index.json"] {
+        append_file(&mut tar, &layout.join(meta), meta, file)?;
+    }
+    let blobs = layout.join("blobs").join("sha256");
+    for d in ["blobs/", "blobs/sha256/"] {
+        append_dir(&mut tar, d, file)?;
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&blobs)
+        .map_err(|e| out_err(file, format!("cannot list {}: {e}", blobs.display())))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for n in names {
+        append_file(
+            &mut tar,
+            &blobs.join(&n),
+            &format!("blobs/sha256/{n}"),
+            file,
+        )?;
+    }
+    let out = tar.into_inner().map_err(|e| out_err(file, e))?;
+    let f = out
+        .into_inner()
+        .map_err(|e| out_err(file, e.into_error()))?;
+    f.sync_all().map_err(|e| out_err(file, e))?;
+    tmp.persist(file).map_err(|e| out_err(file, e.error))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn header(size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(kind);
+    h
+}
+
+fn append_dir<W: Write>(tar: &mut tar::Builder<W>, name: &str, file: &Path) -> Result<()> {
+    let mut h = header(0, 0o755, tar::EntryType::Directory);
+    tar.append_data(&mut h, name, std::io::empty())
+        .map_err(|e| out_err(file, e))
+}
+
+/// Streams the file `from` into the tar as `name`.
+fn append_file<W: Write>(
+    tar: &mut tar::Builder<W>,
+    from: &Path,
+    name: &str,
+    file: &Path,
+) -> Result<()> {
+    let src = File::open(from)
+        .map_err(|e| out_err(file, format!("cannot read {}: {e}", from.display())))?;
+    let size = src.metadata().map_err(|e| out_err(file, e))?.len();
+    let mut h = header(size, 0o644, tar::EntryType::Regular);
+    tar.append_data(
+        &mut h,
+        name,
+        std::io::BufReader::with_capacity(WRITE_BUF, src),
+    )
+    .map_err(|e| out_err(file, e))
+}
