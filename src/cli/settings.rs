@@ -28,7 +28,12 @@ impl TransportSettings {
     /// Reads the auth file once and parses `--src-creds`/`--dest-creds` once.
     pub fn resolve(args: &TransportArgs) -> Result<Self> {
         let config: Arc<dyn CredentialSource> = Arc::new(match &args.authfile {
-            Some(p) => DockerConfig::from_path(p)?,
+            Some(p) => DockerConfig::from_existing_path(p).map_err(|e| match e {
+                Error::Credentials { reason } => Error::Credentials {
+                    reason: format!("--authfile {reason}"),
+                },
+                other => other,
+            })?,
             None => DockerConfig::load()?,
         });
         let side = |creds: &Option<String>, flag: &str, tls_verify: bool, plain: bool| {
