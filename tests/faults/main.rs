@@ -10,6 +10,7 @@ mod copy_faults;
 mod fault_server_selftest;
 mod layout_kill;
 mod promote_multitag;
+mod promote_race;
 mod registry_faults;
 mod registry_retry;
 mod upload_fault_quirks;
