@@ -7,6 +7,7 @@ mod support;
 
 mod cli_copy;
 mod cli_creds;
+mod cli_output;
 mod copy_registry;
 mod creds_config;
 mod harness_smoke;
