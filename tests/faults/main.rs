@@ -9,6 +9,7 @@ mod copy_faults;
 #[path = "../support/fault_server/selftest.rs"]
 mod fault_server_selftest;
 mod layout_kill;
+mod promote_cancel;
 mod promote_multitag;
 mod promote_race;
 mod registry_faults;
