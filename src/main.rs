@@ -43,7 +43,16 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ferry={default}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs())
         .with_writer(|| cli::progress::LogWriter)
         .with_target(false)
         .init();
+}
+
+/// Colour codes only for a person at a terminal: never into a pipe or file, never with
+/// `NO_COLOR` set (<https://no-color.org>).
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }

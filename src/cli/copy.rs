@@ -71,6 +71,24 @@ pub struct CopyArgs {
 }
 
 pub async fn run(args: CopyArgs) -> Result<()> {
+    let result = copy(&args).await;
+    if let (Err(e), true) = (&result, args.json) {
+        // As `promote --json` does: a script reading stdout learns what failed, too.
+        let failure = serde_json::json!({
+            "source": args.source,
+            "destination": args.destination,
+            "error": e.to_string(),
+            "exit_code": super::exit_code(e),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&failure).expect("JSON serialises")
+        );
+    }
+    result
+}
+
+async fn copy(args: &CopyArgs) -> Result<()> {
     let src_ref = parse_ref(&args.source)?;
     let dst_ref = parse_ref(&args.destination)?;
     let stores = Stores::new(TransportSettings::resolve(&args.transport)?, None, false)

@@ -36,11 +36,17 @@ pub struct TransportArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub dest_tls_verify: bool,
     /// Talk plain HTTP to the source registry (automatic for localhost and 127.0.0.1).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "src_tls")]
     pub src_plain_http: bool,
     /// Talk plain HTTP to the destination registry (automatic for localhost and 127.0.0.1).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dest_tls")]
     pub dest_plain_http: bool,
+    /// Talk HTTPS to the source registry, also on localhost and 127.0.0.1.
+    #[arg(long)]
+    pub src_tls: bool,
+    /// Talk HTTPS to the destination registry, also on localhost and 127.0.0.1.
+    #[arg(long)]
+    pub dest_tls: bool,
     /// Extra CA certificate (PEM) trusted for both sides.
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
@@ -98,8 +104,11 @@ pub struct AccessArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_verify: bool,
     /// Talk plain HTTP to the registry (automatic for localhost and 127.0.0.1).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     pub plain_http: bool,
+    /// Talk HTTPS to the registry, also on localhost and 127.0.0.1.
+    #[arg(long)]
+    pub tls: bool,
     /// Extra CA certificate (PEM) to trust.
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
@@ -122,6 +131,8 @@ impl AccessArgs {
             dest_tls_verify: self.tls_verify,
             src_plain_http: self.plain_http,
             dest_plain_http: self.plain_http,
+            src_tls: self.tls,
+            dest_tls: self.tls,
             ca_file: self.ca_file.clone(),
             retries: self.retries,
             retry_max_time: self.retry_max_time,

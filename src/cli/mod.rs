@@ -146,6 +146,7 @@ pub fn exit_code(e: &Error) -> u8 {
             PromoteError::Plan { .. } => exit::USAGE,
             PromoteError::UnexpectedDigest { .. } => exit::UNEXPECTED_DIGEST,
             PromoteError::TagRefused { .. } => exit::REFUSED,
+            PromoteError::TagMovedConcurrently { .. } => exit::FAILED,
         },
         Error::DeleteRefused { .. } => exit::REFUSED,
         Error::Chart(c) => chart::exit_code(c),

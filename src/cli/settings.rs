@@ -18,6 +18,25 @@ use ferry::{Error, Result};
 
 use super::endpoints::TransportArgs;
 
+/// HTTP or HTTPS for one side, from `--*-plain-http` and `--*-tls` (clap keeps them apart).
+#[derive(Clone, Copy)]
+enum Scheme {
+    /// HTTPS, but plain HTTP for loopback hosts.
+    Auto,
+    Plain,
+    Tls,
+}
+
+impl Scheme {
+    fn of(plain: bool, tls: bool) -> Scheme {
+        match (plain, tls) {
+            (true, _) => Scheme::Plain,
+            (_, true) => Scheme::Tls,
+            _ => Scheme::Auto,
+        }
+    }
+}
+
 /// Registry options for each side, resolved from the flags.
 #[derive(Clone, Debug)]
 pub struct TransportSettings {
@@ -29,10 +48,15 @@ impl TransportSettings {
     /// Reads the auth file once and parses `--src-creds`/`--dest-creds` once.
     pub fn resolve(args: &TransportArgs) -> Result<Self> {
         let config: Arc<dyn CredentialSource> = Arc::new(match &args.authfile {
-            Some(p) => DockerConfig::from_path(p)?,
+            Some(p) => DockerConfig::from_existing_path(p).map_err(|e| match e {
+                Error::Credentials { reason } => Error::Credentials {
+                    reason: format!("--authfile {reason}"),
+                },
+                other => other,
+            })?,
             None => DockerConfig::load()?,
         });
-        let side = |creds: &Option<String>, flag: &str, tls_verify: bool, plain: bool| {
+        let side = |creds: &Option<String>, flag: &str, tls_verify: bool, scheme: Scheme| {
             let credentials: Arc<dyn CredentialSource> = match creds {
                 Some(c) => {
                     let given = StaticCredentials::parse(c).map_err(|e| match e {
@@ -47,7 +71,11 @@ impl TransportSettings {
             };
             Ok::<_, Error>(RegistryOptions {
                 tls_verify,
-                plain_http: plain.then_some(true),
+                plain_http: match scheme {
+                    Scheme::Auto => None,
+                    Scheme::Plain => Some(true),
+                    Scheme::Tls => Some(false),
+                },
                 ca_file: args.ca_file.clone(),
                 credentials,
                 retry: RetryPolicy {
@@ -65,13 +93,13 @@ impl TransportSettings {
                 &args.src_creds,
                 "--src-creds",
                 args.src_tls_verify,
-                args.src_plain_http,
+                Scheme::of(args.src_plain_http, args.src_tls),
             )?,
             destination: side(
                 &args.dest_creds,
                 "--dest-creds",
                 args.dest_tls_verify,
-                args.dest_plain_http,
+                Scheme::of(args.dest_plain_http, args.dest_tls),
             )?,
         })
     }

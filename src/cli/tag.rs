@@ -9,7 +9,7 @@ use ferry::promote::PromoteOptions;
 use ferry::reference::ImageRef;
 use ferry::Result;
 
-use super::endpoints::TransportArgs;
+use super::endpoints::AccessArgs;
 use super::promote::{execute, one_image, ChartServerArgs, Endpoints, GuardArgs};
 use super::settings::{parse_ref, parse_tag};
 
@@ -32,8 +32,9 @@ pub struct TagArgs {
     pub tags: Vec<String>,
     #[command(flatten)]
     pub guard: GuardArgs,
+    /// Only what reaching one registry takes: no upload flags, one set of credentials.
     #[command(flatten)]
-    pub transport: TransportArgs,
+    pub access: AccessArgs,
 }
 
 pub async fn run(args: TagArgs) -> Result<()> {
@@ -57,8 +58,9 @@ pub async fn run(args: TagArgs) -> Result<()> {
     };
     let limits = RegistryLimits::unlimited();
     let side = Some(Side::Destination);
+    let transport = args.access.transport();
     let endpoints = Endpoints {
-        transport: &args.transport,
+        transport: &transport,
         chart_servers: &ChartServerArgs::default(),
         one_side: side,
     };

@@ -74,6 +74,19 @@ impl DockerConfig {
         Self::from_paths([path])
     }
 
+    /// One file that must exist (a file the user named, like `--authfile`): a missing file is
+    /// an error naming it, not "no credentials".
+    pub fn from_existing_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        match std::fs::metadata(path) {
+            Ok(_) => Self::from_path(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(file_error(path, "no such file"))
+            }
+            Err(e) => Err(file_error(path, format!("cannot read: {e}"))),
+        }
+    }
+
     /// One file, with credential helpers looked up in `helper_dir` instead of `PATH`.
     pub fn from_path_with_helper_dir(
         path: impl AsRef<Path>,

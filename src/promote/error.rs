@@ -22,6 +22,17 @@ pub enum PromoteError {
         wanted: Digest,
     },
 
+    /// Another writer moved a tag between this promotion's write and its re-read of the tag
+    /// (registries have no compare-and-swap): the other writer's digest won.
+    #[error("{location}:{tag} was written as {wanted} but now {}: another writer moved it concurrently", now_text(.now.as_ref()))]
+    TagMovedConcurrently {
+        location: String,
+        tag: String,
+        wanted: Digest,
+        /// What the tag names on re-reading (none: it was deleted).
+        now: Option<Digest>,
+    },
+
     /// A promotion plan is invalid; nothing was sent. Every problem found is listed.
     #[error("plan {file} is invalid:{}", fmt_problems(.file, .problems))]
     Plan {
@@ -36,6 +47,13 @@ pub struct PlanProblem {
     pub line: usize,
     pub column: usize,
     pub message: String,
+}
+
+fn now_text(now: Option<&Digest>) -> String {
+    match now {
+        Some(d) => format!("points at {d}"),
+        None => "does not exist".to_string(),
+    }
 }
 
 fn fmt_problems(file: &str, problems: &[PlanProblem]) -> String {

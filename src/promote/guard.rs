@@ -127,6 +127,39 @@ pub(super) async fn recheck(
     Ok(())
 }
 
+/// Reads the tags just written back: each must still name `wanted`. A tag another writer
+/// moved (or deleted) in the meantime is reported, never silently lost.
+pub(super) async fn verify_written(
+    dst: &dyn Store,
+    wanted: &Digest,
+    tags: &[String],
+) -> Result<()> {
+    let lookups = tags.iter().map(|t| async move {
+        let target = Target::Tag(t.clone());
+        dst.resolve(&target).await
+    });
+    let now = try_join_all(lookups).await?;
+    let mut errors: Vec<Error> = tags
+        .iter()
+        .zip(now)
+        .map(|(tag, cur)| (tag, cur.map(|d| d.digest)))
+        .filter(|(_, now)| now.as_ref() != Some(wanted))
+        .map(|(tag, now)| {
+            Error::from(PromoteError::TagMovedConcurrently {
+                location: dst.location(),
+                tag: tag.clone(),
+                wanted: wanted.clone(),
+                now,
+            })
+        })
+        .collect();
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.pop().expect("one error")),
+        _ => Err(Error::Many(errors)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

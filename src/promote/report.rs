@@ -150,8 +150,10 @@ pub struct Totals {
     pub promoted: usize,
     pub failed: usize,
     pub blobs: BlobSummary,
+    /// Tags created (a dry run: that would be); a tag not written is not counted.
     pub tags_created: usize,
     pub tags_unchanged: usize,
+    /// Tags moved (a dry run: that would be); a tag not written is not counted.
     pub tags_moved: usize,
     pub tags_refused: usize,
     pub tags_written: usize,
@@ -220,9 +222,16 @@ impl PlanReport {
                 ImageStatus::Failed | ImageStatus::Refused
             ));
             t.blobs.add(&i.blobs);
-            t.tags_created += i.count(TagAction::Created);
+            // A real run counts what happened: a tag the plan stopped before is not created.
+            let done = |a: TagAction| {
+                i.tags
+                    .iter()
+                    .filter(|x| x.action == a && (self.dry_run || x.written))
+                    .count()
+            };
+            t.tags_created += done(TagAction::Created);
             t.tags_unchanged += i.count(TagAction::Unchanged);
-            t.tags_moved += i.count(TagAction::Moved);
+            t.tags_moved += done(TagAction::Moved);
             t.tags_refused += i.count(TagAction::Refused);
             t.tags_written += i.tags.iter().filter(|x| x.written).count();
         }

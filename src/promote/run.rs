@@ -59,8 +59,12 @@ pub(super) fn route(src: &dyn Store, dst: &dyn Store) -> Route {
 /// Guard failures are refusals; everything else is a failure.
 fn status_of(e: &Error) -> ImageStatus {
     let guard = |e: &Error| {
-        e.promotion()
-            .is_some_and(|p| !matches!(p, PromoteError::Plan { .. }))
+        e.promotion().is_some_and(|p| {
+            !matches!(
+                p,
+                PromoteError::Plan { .. } | PromoteError::TagMovedConcurrently { .. }
+            )
+        })
     };
     match e {
         Error::Many(v) if v.iter().all(guard) => ImageStatus::Refused,

@@ -1,5 +1,5 @@
 //! The steps of one image: resolve and guard (phase 1), make every blob and manifest present
-//! (phase 2), look the tags up again and write them (phase 3).
+//! (phase 2), look the tags up again, write them and read them back (phase 3).
 
 use super::error::PromoteError;
 use super::guard;
@@ -106,6 +106,7 @@ impl Promoter {
         for t in res.tags.iter_mut().filter(|t| t.action.writes()) {
             t.written = true;
         }
-        Ok(())
+        // No registry offers compare-and-swap: a concurrent writer is caught by reading back.
+        guard::verify_written(job.destination.as_ref(), &res.root.digest, &names).await
     }
 }

@@ -9,7 +9,9 @@ mod copy_faults;
 #[path = "../support/fault_server/selftest.rs"]
 mod fault_server_selftest;
 mod layout_kill;
+mod promote_cancel;
 mod promote_multitag;
+mod promote_race;
 mod registry_faults;
 mod registry_retry;
 mod upload_fault_quirks;

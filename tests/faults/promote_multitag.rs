@@ -12,7 +12,7 @@ use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore};
 use ferry::store::{Store, Target};
 
 /// A small image (config + one layer) stored in `repo` as `tag`; blobs visible everywhere.
-fn image(server: &FaultServer, repo: &str, tag: &str) -> RawManifest {
+pub(crate) fn image(server: &FaultServer, repo: &str, tag: &str) -> RawManifest {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let layer = vec![7u8; 4096];
@@ -27,7 +27,7 @@ fn image(server: &FaultServer, repo: &str, tag: &str) -> RawManifest {
     RawManifest::new(bytes.into(), Some(OCI_MANIFEST)).unwrap()
 }
 
-fn job(c: &RegistryClient, from: (&str, &str), to: &str, tags: &[&str]) -> Job {
+pub(crate) fn job(c: &RegistryClient, from: (&str, &str), to: &str, tags: &[&str]) -> Job {
     let store = |repo: &str| Arc::new(RegistryStore::new(c.clone(), repo)) as Arc<dyn Store>;
     Job {
         label: format!("{}:{}", from.0, from.1),
@@ -40,7 +40,7 @@ fn job(c: &RegistryClient, from: (&str, &str), to: &str, tags: &[&str]) -> Job {
     }
 }
 
-fn promoter() -> Promoter {
+pub(crate) fn promoter() -> Promoter {
     Promoter::new(
         PromoteOptions::default(),
         RegistryLimits::unlimited(),

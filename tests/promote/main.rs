@@ -10,5 +10,6 @@ mod support;
 
 mod plan_charts;
 mod promote_cli;
+mod promote_output;
 mod promote_plan;
 mod promote_registry;

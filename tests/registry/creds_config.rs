@@ -79,6 +79,22 @@ fn missing_file_means_no_credentials() {
 }
 
 #[test]
+fn a_named_file_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.json");
+    let e = DockerConfig::from_existing_path(&missing)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&missing.display().to_string()) && e.contains("no such file"),
+        "{e}"
+    );
+    let (_d, path) = config(&auths(&[("r.io", "u:p")]));
+    let cfg = DockerConfig::from_existing_path(&path).unwrap();
+    assert_eq!(cfg.lookup("r.io").unwrap(), pw("u", "p"));
+}
+
+#[test]
 fn auths_key_forms() {
     let json = format!(
         r#"{{"auths": {{

@@ -6,6 +6,8 @@ mod registry_common;
 mod support;
 
 mod cli_copy;
+mod cli_creds;
+mod cli_output;
 mod copy_registry;
 mod creds_config;
 mod harness_smoke;

@@ -99,3 +99,30 @@ async fn https_trust_is_configurable() {
     blind.ping().await.unwrap();
     assert!(store(&blind, "tls/app").has_blob(&desc).await.unwrap());
 }
+
+/// The binary against a TLS registry on 127.0.0.1: `--dest-tls`/`--tls` choose HTTPS where
+/// loopback would otherwise mean plain HTTP.
+#[test]
+fn explicit_tls_choices_reach_a_loopback_tls_registry() {
+    use crate::support::fixtures::{self, ImageSpec};
+    let reg = start_tls_registry();
+    let ca = reg.dir.path().join("cert.pem");
+    let layout = tempfile::tempdir().unwrap();
+    fixtures::write_layout(layout.path(), "v1", &ImageSpec::oci());
+    let src = format!("oci:{}:v1", layout.path().display());
+    let dst = format!("{}/tls/app:v1", reg.addr);
+    let ferry = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env("DOCKER_CONFIG", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    let ca = ca.to_str().unwrap();
+    let o = ferry(&["copy", "-q", "--dest-tls", "--ca-file", ca, &src, &dst]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ferry(&["digest", "--tls", "--ca-file", ca, &dst]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ferry(&["copy", "--dest-tls", "--dest-plain-http", &src, &dst]);
+    assert_eq!(o.status.code(), Some(2), "the two choices conflict");
+}

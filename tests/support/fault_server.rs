@@ -329,6 +329,13 @@ impl FaultServer {
         Some((m.bytes.clone(), m.media_type.clone()))
     }
 
+    /// Another writer wins a race: right after the next manifest PUT that writes `tag` in
+    /// `repo`, the tag is repointed to `digest` (a manifest stored there), once.
+    pub fn rival_write_after_put(&self, repo: &str, tag: &str, digest: &Digest) {
+        let rival = (repo.to_string(), tag.to_string(), digest.clone());
+        self.shared.data().rival_writes.push(rival);
+    }
+
     /// Upload sessions neither finished nor cancelled.
     pub fn open_uploads(&self) -> usize {
         self.shared.data().uploads.len()

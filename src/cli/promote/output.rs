@@ -60,6 +60,12 @@ fn tag_text(t: &TagResult, dry_run: bool) -> String {
         (TagAction::Unchanged, true) => format!("leave {}", t.tag),
         (TagAction::Moved, true) => format!("move {}{was}", t.tag),
         (TagAction::Refused, true) => format!("REFUSE {}{was}", t.tag),
+        (TagAction::Created, false) if !t.written => {
+            format!("{} not written (would create)", t.tag)
+        }
+        (TagAction::Moved, false) if !t.written => {
+            format!("{} not written (would move){was}", t.tag)
+        }
         (TagAction::Created, false) => format!("{} created", t.tag),
         (TagAction::Unchanged, false) => format!("{} unchanged", t.tag),
         (TagAction::Moved, false) => format!("{} moved{was}", t.tag),

@@ -202,6 +202,13 @@ async fn put_manifest(
     for t in &tags {
         data.set_tag(repo, t, digest.clone());
     }
+    let (rivals, later): (Vec<_>, Vec<_>) = std::mem::take(&mut data.rival_writes)
+        .into_iter()
+        .partition(|(r, t, _)| r == repo && tags.contains(t));
+    data.rival_writes = later;
+    for (r, t, d) in rivals {
+        data.set_tag(&r, &t, d);
+    }
     let location = ctx
         .shared
         .location(&format!("/v2/{repo}/manifests/{digest}"));

@@ -45,6 +45,9 @@ pub(super) struct Data {
     pub repos: HashMap<String, Repo>,
     pub uploads: HashMap<String, Arc<tokio::sync::Mutex<Upload>>>,
     next_upload: u64,
+    /// Another writer: (repository, tag, digest) repointed right after the next manifest PUT
+    /// that writes that tag, once.
+    pub rival_writes: Vec<(String, String, Digest)>,
 }
 
 #[derive(Default)]
