@@ -339,16 +339,20 @@ impl Error {
     }
 
     /// Records how many attempts were made (for the final error after retries).
-    pub fn with_attempts(mut self, n: u32) -> Self {
-        match &mut self {
-            Error::Registry { attempts, .. } | Error::Transport { attempts, .. } => *attempts = n,
-            Error::OnSide { error, .. } => {
-                let inner = std::mem::replace(error.as_mut(), Error::Many(Vec::new()));
-                **error = inner.with_attempts(n);
+    pub fn with_attempts(self, n: u32) -> Self {
+        match self {
+            Error::OnSide { side, error } => Error::OnSide {
+                side,
+                error: Box::new((*error).with_attempts(n)),
+            },
+            mut e => {
+                if let Error::Registry { attempts, .. } | Error::Transport { attempts, .. } = &mut e
+                {
+                    *attempts = n;
+                }
+                e
             }
-            _ => {}
         }
-        self
     }
 }
 

@@ -60,6 +60,7 @@ pub async fn open(repo: &Repo, desc: &Descriptor, offset: u64) -> Result<BlobStr
         pos: offset,
         inner: Some(first),
         budget: Budget::new(repo.transport().policy()),
+        stalled_at: offset,
     };
     Ok(stream::unfold(state, Resume::next).boxed())
 }
@@ -149,8 +150,11 @@ struct Resume {
     /// Offset of the next byte to yield.
     pos: u64,
     inner: Option<BoxStream<'static, Result<bytes::Bytes>>>,
-    /// Counted from the last byte received: a long read that breaks off now and then goes on.
+    /// Counted from the last progress: a long read that breaks off now and then goes on.
     budget: Budget,
+    /// `pos` at the last failure: bytes since then are progress (checked when the next failure
+    /// comes, not per chunk).
+    stalled_at: u64,
 }
 
 impl Resume {
@@ -160,7 +164,6 @@ impl Resume {
             let err = match inner.next().await {
                 Some(Ok(b)) => {
                     self.pos += b.len() as u64;
-                    self.budget.progress();
                     return Some((Ok(b), self));
                 }
                 // A clean end before the descriptor's size is a truncation: resume it too.
@@ -181,6 +184,10 @@ impl Resume {
 
     /// Re-opens at `pos` after a failure, for as long as the engine says retry.
     async fn resume(&mut self, mut failure: Failure) -> Result<BlobStream> {
+        if self.pos > self.stalled_at {
+            self.budget.progress();
+        }
+        self.stalled_at = self.pos;
         loop {
             self.budget.start_attempt();
             let Decision::Retry(delay) = self.budget.decide(Attempt::Request, &failure) else {
