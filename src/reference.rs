@@ -13,12 +13,68 @@ pub const DOCKER_HUB: &str = "docker.io";
 pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// Where API requests for `registry` go: its own name, except Docker Hub's `docker.io`, served
-/// by `registry-1.docker.io`. Credentials are still looked up under the name. The one mapping.
-pub fn api_host(registry: &str) -> &str {
+/// by `registry-1.docker.io`. The one mapping; [`Registry`] is its public face.
+fn api_host(registry: &str) -> &str {
     if registry == DOCKER_HUB {
         DOCKER_HUB_API
     } else {
         registry
+    }
+}
+
+/// A registry as the user named it (`docker.io`, `localhost:5000`): where its API lives, and the
+/// key its credentials are stored under.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Registry(String);
+
+impl Registry {
+    pub fn new(name: &str) -> Registry {
+        Registry(name.to_string())
+    }
+
+    /// The name as written (messages).
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// `host[:port]` API requests go to (`registry-1.docker.io` for Docker Hub).
+    pub fn api_host(&self) -> &str {
+        api_host(&self.0)
+    }
+
+    /// The key credentials are looked up under: the name, not the API host (`docker.io`).
+    pub fn credential_key(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A tag the distribution spec allows, checked once where it is read.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Tag(String);
+
+impl std::str::FromStr for Tag {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Tag, String> {
+        if is_valid_tag(s) {
+            Ok(Tag(s.to_string()))
+        } else {
+            Err(format!(
+                "{s:?} is not a valid tag (up to 128 of [A-Za-z0-9_.-], not starting with . or -)"
+            ))
+        }
+    }
+}
+
+impl Tag {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -405,6 +461,28 @@ impl fmt::Display for ImageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registries_know_their_api_host_and_credential_key() {
+        let hub = Registry::new("docker.io");
+        assert_eq!(
+            (hub.api_host(), hub.credential_key()),
+            ("registry-1.docker.io", "docker.io")
+        );
+        let local = Registry::new("localhost:5000");
+        assert_eq!(
+            (local.api_host(), local.name()),
+            ("localhost:5000", "localhost:5000")
+        );
+    }
+
+    #[test]
+    fn tags_are_checked_once() {
+        assert_eq!("1.4.2".parse::<Tag>().unwrap().as_str(), "1.4.2");
+        for bad in ["", ".x", "-x", "a:b", &"x".repeat(129)] {
+            assert!(bad.parse::<Tag>().is_err(), "{bad:?}");
+        }
+    }
 
     fn reg(s: &str) -> RegistryRef {
         match s.parse::<ImageRef>().unwrap() {

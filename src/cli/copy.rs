@@ -5,13 +5,13 @@ use clap::Args;
 use ferry::copy::{Copier, CopyOptions, CopyReport, Selection};
 use ferry::error::Side;
 use ferry::manifest::Platform;
-use ferry::reference::ImageRef;
+use ferry::reference::{ImageRef, Tag};
 use ferry::store::Target;
 use ferry::{Error, Result};
 
 use super::endpoints::TransportArgs;
 use super::progress::{human_bytes, reporter, short, Verbosity};
-use super::settings::{parse_ref, parse_tag, Stores, TransportSettings};
+use super::settings::{parse_ref, parse_tag, tag_names, Stores, TransportSettings};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -47,7 +47,7 @@ pub struct CopyArgs {
     pub destination: String,
     /// Extra tag to point at the copied image (repeatable).
     #[arg(long = "tag", value_name = "TAG", value_parser = parse_tag)]
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     /// Copy only this platform of a multi-platform index, OS/ARCH[/VARIANT] (repeatable).
     #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
     pub platforms: Vec<Platform>,
@@ -99,13 +99,11 @@ async fn copy(args: &CopyArgs) -> Result<()> {
     if let Target::Tag(t) = &dst_target {
         tags.push(t.clone());
     }
-    tags.extend(
-        args.tags
-            .iter()
-            .filter(|t| !tags.contains(t))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    for t in tag_names(&args.tags) {
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
     let verbosity = if args.quiet || args.json {
         Verbosity::Quiet
     } else {

@@ -12,11 +12,11 @@ use clap::Args;
 
 use ferry::copy::RegistryLimits;
 use ferry::promote::{Overwrite, Plan, PlannedImage, PromoteOptions, Promoter, Vars};
-use ferry::reference::{api_host, ImageRef};
+use ferry::reference::{ImageRef, Registry, Tag};
 use ferry::{Digest, Error, Result};
 
 use super::endpoints::TransportArgs;
-use super::settings::{parse_ref, parse_tag, Stores, TransportSettings};
+use super::settings::{parse_ref, parse_tag, tag_names, Stores, TransportSettings};
 pub use charts::ChartServerArgs;
 use ferry::error::Side;
 pub use open::split_tags;
@@ -94,7 +94,7 @@ pub struct PromoteArgs {
     pub destination: Option<String>,
     /// Another tag for the destination (repeatable).
     #[arg(long = "tag", value_name = "TAG", conflicts_with = "plan", value_parser = parse_tag)]
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     /// Promote every image of a plan file (YAML or JSON).
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
@@ -151,7 +151,7 @@ pub async fn run(args: PromoteArgs) -> Result<()> {
         .cloned()
         .chain(parse_limits(&args.registry_limits)?)
     {
-        limits.set(api_host(&host), n);
+        limits.set(Registry::new(&host).api_host(), n);
     }
     let options = PromoteOptions {
         atomic: !args.no_atomic,
@@ -251,9 +251,9 @@ fn single(args: &PromoteArgs) -> Result<Plan> {
     };
     let source = parse_ref(src)?;
     let (destination, mut tags) = split_tags(dst)?;
-    for t in &args.tags {
-        if !tags.contains(t) {
-            tags.push(t.clone());
+    for t in tag_names(&args.tags) {
+        if !tags.contains(&t) {
+            tags.push(t);
         }
     }
     one_image(source, destination, tags, &args.guard)

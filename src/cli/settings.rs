@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use ferry::creds::{Chain, CredentialSource, DockerConfig, StaticCredentials};
 use ferry::error::Side;
-use ferry::reference::{is_valid_tag, ImageRef, LayoutKind, LayoutRef};
+use ferry::reference::{ImageRef, LayoutKind, LayoutRef, Tag};
 use ferry::store::archive::ArchiveStore;
 use ferry::store::layout::LayoutStore;
 use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, RetryPolicy};
@@ -268,14 +268,13 @@ fn target_of(digest: Option<&ferry::Digest>, tag: Option<&str>) -> Target {
 }
 
 /// A tag given on the command line, checked once by clap (`value_parser`).
-pub fn parse_tag(s: &str) -> std::result::Result<String, String> {
-    if is_valid_tag(s) {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "{s:?} is not a valid tag (up to 128 of [A-Za-z0-9_.-], not starting with . or -)"
-        ))
-    }
+pub fn parse_tag(s: &str) -> std::result::Result<Tag, String> {
+    s.parse()
+}
+
+/// Tags as the library takes them.
+pub fn tag_names(tags: &[Tag]) -> Vec<String> {
+    tags.iter().map(Tag::to_string).collect()
 }
 
 /// Parses a reference given on the command line.

@@ -6,12 +6,12 @@ use clap::Args;
 use ferry::copy::RegistryLimits;
 use ferry::error::Side;
 use ferry::promote::PromoteOptions;
-use ferry::reference::ImageRef;
+use ferry::reference::{ImageRef, Tag};
 use ferry::Result;
 
 use super::endpoints::AccessArgs;
 use super::promote::{execute, one_image, ChartServerArgs, Endpoints, GuardArgs};
-use super::settings::{parse_ref, parse_tag};
+use super::settings::{parse_ref, parse_tag, tag_names};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -29,7 +29,7 @@ pub struct TagArgs {
     pub image: String,
     /// Tags to point at it.
     #[arg(required = true, value_parser = parse_tag)]
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     #[command(flatten)]
     pub guard: GuardArgs,
     /// Only what reaching one registry takes: no upload flags, one set of credentials.
@@ -51,7 +51,7 @@ pub async fn run(args: TagArgs) -> Result<()> {
             ..l.clone()
         }),
     };
-    let plan = one_image(source, destination, args.tags.clone(), &args.guard)?;
+    let plan = one_image(source, destination, tag_names(&args.tags), &args.guard)?;
     let options = PromoteOptions {
         force: args.guard.force,
         ..PromoteOptions::default()

@@ -130,7 +130,8 @@ impl RegistryClient {
     /// A client for `host[:port]` as the user wrote it (`docker.io` talks to
     /// `registry-1.docker.io` but looks up credentials for `docker.io`). Sends nothing yet.
     pub fn new(host: &str, opts: RegistryOptions) -> Result<Self> {
-        let api_host = crate::reference::api_host(host);
+        let registry = crate::reference::Registry::new(host);
+        let api_host = registry.api_host();
         let cfg = TransportConfig {
             tls_verify: opts.tls_verify,
             plain_http: opts.plain_http,
@@ -148,7 +149,7 @@ impl RegistryClient {
             monolithic_max: opts.monolithic_max,
         };
         Ok(RegistryClient {
-            transport: Arc::new(Transport::new(host, api_host, &cfg)?),
+            transport: Arc::new(Transport::new(&registry, &cfg)?),
             uploads: Arc::new(Uploads::new(settings, api_host)),
             tag_query: Default::default(),
         })

@@ -36,6 +36,7 @@ use self::retry::{Attempt, Budget, Decision, Failure, RetryPolicy, Subject};
 use self::stats::{Counters, Kind};
 use crate::creds::CredentialSource;
 use crate::error::{Error, Result};
+use crate::reference::Registry;
 
 /// Redirect hops followed for one request.
 const MAX_REDIRECTS: usize = 10;
@@ -111,8 +112,9 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A transport for the registry `name` whose API lives at `api_host[:port]`.
-    pub fn new(name: &str, api_host: &str, cfg: &TransportConfig) -> Result<Transport> {
+    /// A transport for `registry`: requests to its API host, credentials by its key.
+    pub fn new(registry: &Registry, cfg: &TransportConfig) -> Result<Transport> {
+        let (name, api_host) = (registry.name(), registry.api_host());
         let plain = cfg
             .plain_http
             .unwrap_or_else(|| http::is_loopback(api_host));
@@ -129,7 +131,7 @@ impl Transport {
             base,
             http: http::build(cfg)?,
             retry: cfg.retry.clone(),
-            auth: Authenticator::new(name, cfg.credentials.clone()),
+            auth: Authenticator::new(registry.credential_key(), cfg.credentials.clone()),
             stats: Counters::default(),
         })
     }
