@@ -85,6 +85,7 @@ impl TransportSettings {
                 },
                 upload_strategy: args.upload_strategy,
                 chunk_size: args.chunk_size,
+                verify: args.verify,
                 ..RegistryOptions::default()
             })
         };
