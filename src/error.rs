@@ -180,6 +180,10 @@ pub enum Error {
         actual: u64,
     },
 
+    /// The blob-location cache could not be saved (a run still succeeds without it).
+    #[error("blob-location cache {}: {reason}", .path.display())]
+    Cache { path: PathBuf, reason: String },
+
     /// A manifest's size differs from the size its parent's descriptor gives.
     #[error("manifest {digest} in {location} is {actual} bytes but its parent says {expected}")]
     SizeMismatch {

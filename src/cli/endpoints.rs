@@ -72,6 +72,15 @@ pub struct TransportArgs {
         env = "FERRY_VERIFY"
     )]
     pub verify: Verify,
+    /// Do not read or update the blob-location cache (which registry repositories hold which
+    /// blobs, remembered between runs so a later run mounts instead of uploading; in
+    /// $FERRY_CACHE_DIR, else $XDG_CACHE_HOME/ferry, else ~/.cache/ferry).
+    #[arg(
+        long,
+        env = "FERRY_NO_CACHE",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub no_cache: bool,
     /// Chunk size for chunked uploads, e.g. 16MiB, 5M, 1048576 (raised to a registry's
     /// announced minimum).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
@@ -150,6 +159,7 @@ impl AccessArgs {
             retry_max_time: self.retry_max_time,
             upload_strategy: UploadStrategy::Auto,
             verify: Verify::Auto,
+            no_cache: true,
             chunk_size: ferry::store::registry::DEFAULT_CHUNK_SIZE,
         }
     }

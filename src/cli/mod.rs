@@ -158,6 +158,7 @@ pub fn exit_code(e: &Error) -> u8 {
         }
         Error::Transport { .. }
         | Error::Layout { .. }
+        | Error::Cache { .. }
         | Error::HttpClient { .. }
         | Error::BadAnswer { .. }
         | Error::Upload { .. }

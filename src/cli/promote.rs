@@ -204,12 +204,14 @@ pub async fn execute(
     )?;
     let quiet = guard.quiet || guard.json;
     let reporter = bars::plan_reporter(quiet, jobs.len(), chart_jobs.len());
-    let promoter = Promoter::new(options, limits, reporter.clone());
+    let ledger = super::settings::run_ledger(endpoints.transport);
+    let promoter = Promoter::new(options, limits, reporter.clone()).with_ledger(ledger.clone());
     let mut report = if guard.dry_run {
         promoter.dry_run_plan(&jobs, &chart_jobs).await
     } else {
         promoter.run_plan(&jobs, &chart_jobs).await
     };
+    super::settings::save_ledger(&ledger);
     reporter.clear();
     if guard.json {
         println!(

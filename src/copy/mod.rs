@@ -6,6 +6,7 @@
 mod blobs;
 mod graph;
 mod limits;
+mod location_cache;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,9 +14,10 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde::Serialize;
 
-pub use blobs::{copy_blob, BlobLedger};
+pub use blobs::{copy_blob, BlobLedger, Known};
 pub use graph::{collect, select_platforms, Graph, Selection};
 pub use limits::{Permits, RegistryLimits};
+pub use location_cache::{LocationCache, MAX_ENTRIES as LOCATION_CACHE_ENTRIES};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
