@@ -90,7 +90,7 @@ impl LocationCache {
                 Vec::new()
             }
         };
-        entries.sort_by(|a, b| b.seen.cmp(&a.seen));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.seen));
         let mut loaded: HashMap<Digest, Vec<RepoLocation>> = HashMap::new();
         for e in entries {
             loaded.entry(e.digest).or_default().push(RepoLocation {
