@@ -1,9 +1,11 @@
 # Shared shell helpers for scripts/demo and scripts/bench: local registries on loopback.
 # shellcheck shell=bash
 
-# start_registry NAME -> prints "ADDR" and records the pid in $WORK/NAME.pid
+# start_registry NAME [log] -> prints "ADDR" and records the pid in $WORK/NAME/pid; with "log",
+# the registry writes an access log (one line per request) to $WORK/NAME/registry.log.
 start_registry() {
-  local name=$1 port dir
+  local name=$1 access=true port dir
+  [ "${2:-}" = log ] && access=false
   dir="$WORK/$name"
   mkdir -p "$dir/storage"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -12,7 +14,7 @@ version: 0.1
 log:
   level: error
   accesslog:
-    disabled: true
+    disabled: $access
 storage:
   filesystem:
     rootdirectory: $dir/storage

@@ -38,6 +38,10 @@ pub struct RegistryErrorCode {
     pub detail: Option<serde_json::Value>,
 }
 
+/// The error code a registry answers a committed upload with when its bytes do not hash to the
+/// digest given (the distribution spec's `DIGEST_INVALID`).
+pub const DIGEST_INVALID: &str = "DIGEST_INVALID";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -166,6 +170,20 @@ pub enum Error {
     #[error("{reason}")]
     Platform { reason: String },
 
+    /// A blob's source gave another number of bytes than its descriptor says (found while
+    /// counting what is uploaded; with `--verify always` it is a [`Error::DigestMismatch`]).
+    #[error("blob {digest} for {location}: the source gave {actual} bytes but the descriptor says {expected}")]
+    BlobSizeMismatch {
+        location: String,
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+
+    /// The blob-location cache could not be saved (a run still succeeds without it).
+    #[error("blob-location cache {}: {reason}", .path.display())]
+    Cache { path: PathBuf, reason: String },
+
     /// A manifest's size differs from the size its parent's descriptor gives.
     #[error("manifest {digest} in {location} is {actual} bytes but its parent says {expected}")]
     SizeMismatch {
@@ -290,6 +308,14 @@ fn fmt_attempts(attempts: u32) -> String {
 
 impl Error {
     /// The HTTP status, when this is a registry answer.
+    /// Whether the registry's error envelope carries `code` (e.g. [`DIGEST_INVALID`]).
+    pub fn has_code(&self, code: &str) -> bool {
+        match self.root() {
+            Error::Registry { codes, .. } => codes.iter().any(|c| c.code == code),
+            _ => false,
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self.root() {
             Error::Registry { status, .. } => Some(*status),

@@ -2,7 +2,9 @@
 
 use clap::Args;
 
-use ferry::copy::{Copier, CopyOptions, CopyReport, Selection};
+use std::sync::Arc;
+
+use ferry::copy::{BlobLedger, Copier, CopyOptions, CopyReport, Selection};
 use ferry::error::Side;
 use ferry::manifest::Platform;
 use ferry::reference::{ImageRef, Tag};
@@ -89,6 +91,13 @@ pub async fn run(args: CopyArgs) -> Result<()> {
 }
 
 async fn copy(args: &CopyArgs) -> Result<()> {
+    let ledger = super::settings::run_ledger(&args.transport);
+    let result = copy_with(args, ledger.clone()).await;
+    super::settings::save_ledger(&ledger);
+    result
+}
+
+async fn copy_with(args: &CopyArgs, ledger: Arc<BlobLedger>) -> Result<()> {
     let src_ref = parse_ref(&args.source)?;
     let dst_ref = parse_ref(&args.destination)?;
     let stores = Stores::new(TransportSettings::resolve(&args.transport)?, None, false)
@@ -109,7 +118,8 @@ async fn copy(args: &CopyArgs) -> Result<()> {
     } else {
         Verbosity::Normal
     };
-    let copier = Copier::new(reporter(verbosity));
+    let mut copier = Copier::new(reporter(verbosity));
+    copier.ledger = ledger;
     let opts = CopyOptions {
         platforms: args.platforms.clone(),
         jobs: args.jobs.max(1),

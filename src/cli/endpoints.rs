@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use ferry::store::registry::UploadStrategy;
+use ferry::store::registry::{UploadStrategy, Verify};
 
 /// Flags that decide how to reach registries, per side.
 #[derive(Args, Clone, Debug)]
@@ -60,6 +60,27 @@ pub struct TransportArgs {
     /// chunked (resumable) or streamed.
     #[arg(long, value_name = "STRATEGY", default_value = "auto")]
     pub upload_strategy: UploadStrategy,
+    /// Who checks uploaded bytes against their digest: auto (the destination registry, which
+    /// verifies every blob when the upload is committed and refuses a mismatch; ferry counts
+    /// the bytes and checks the digest the registry answers with) or always (ferry hashes them
+    /// too, and stops a wrong source before its last byte is sent). Layouts and archives are
+    /// always hashed by ferry.
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "auto",
+        env = "FERRY_VERIFY"
+    )]
+    pub verify: Verify,
+    /// Do not read or update the blob-location cache (which registry repositories hold which
+    /// blobs, remembered between runs so a later run mounts instead of uploading; in
+    /// $FERRY_CACHE_DIR, else $XDG_CACHE_HOME/ferry, else ~/.cache/ferry).
+    #[arg(
+        long,
+        env = "FERRY_NO_CACHE",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub no_cache: bool,
     /// Chunk size for chunked uploads, e.g. 16MiB, 5M, 1048576 (raised to a registry's
     /// announced minimum).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
@@ -137,6 +158,8 @@ impl AccessArgs {
             retries: self.retries,
             retry_max_time: self.retry_max_time,
             upload_strategy: UploadStrategy::Auto,
+            verify: Verify::Auto,
+            no_cache: true,
             chunk_size: ferry::store::registry::DEFAULT_CHUNK_SIZE,
         }
     }

@@ -15,7 +15,7 @@ mod tag;
 
 use clap::{Parser, Subcommand};
 
-use ferry::error::Side;
+use ferry::error::{Side, DIGEST_INVALID};
 use ferry::promote::PromoteError;
 use ferry::Error;
 
@@ -133,6 +133,8 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::Archive { .. }
         | Error::Platform { .. } => exit::USAGE,
         Error::Auth { .. } => exit::AUTH,
+        // The registry found that uploaded bytes do not hash to their digest.
+        e @ Error::Registry { .. } if e.has_code(DIGEST_INVALID) => exit::VERIFY,
         Error::Registry { status, .. } => match status {
             401 | 403 => exit::AUTH,
             404 => exit::NOT_FOUND,
@@ -141,6 +143,7 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::NotFound { .. } => exit::NOT_FOUND,
         Error::DigestMismatch { .. }
         | Error::SizeMismatch { .. }
+        | Error::BlobSizeMismatch { .. }
         | Error::DestinationDigest { .. } => exit::VERIFY,
         Error::Promote(p) => match **p {
             PromoteError::Plan { .. } => exit::USAGE,
@@ -155,6 +158,7 @@ pub fn exit_code(e: &Error) -> u8 {
         }
         Error::Transport { .. }
         | Error::Layout { .. }
+        | Error::Cache { .. }
         | Error::HttpClient { .. }
         | Error::BadAnswer { .. }
         | Error::Upload { .. }

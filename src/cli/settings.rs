@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use ferry::copy::{BlobLedger, LocationCache};
 use ferry::creds::{Chain, CredentialSource, DockerConfig, StaticCredentials};
 use ferry::error::Side;
 use ferry::reference::{ImageRef, LayoutKind, LayoutRef, Tag};
@@ -85,6 +86,7 @@ impl TransportSettings {
                 },
                 upload_strategy: args.upload_strategy,
                 chunk_size: args.chunk_size,
+                verify: args.verify,
                 ..RegistryOptions::default()
             })
         };
@@ -295,4 +297,21 @@ pub fn open_single(
     );
     let (store, target) = stores.open_one(&r)?;
     Ok((r, store, target))
+}
+
+/// The blob ledger of one run: backed by the persistent blob-location cache unless
+/// `--no-cache` (or `FERRY_NO_CACHE`) says not to, or no cache directory can be named.
+pub fn run_ledger(args: &TransportArgs) -> Arc<BlobLedger> {
+    match (args.no_cache, LocationCache::default_dir()) {
+        (false, Some(dir)) => Arc::new(BlobLedger::with_cache(LocationCache::open(dir.as_path()))),
+        _ => Arc::new(BlobLedger::default()),
+    }
+}
+
+/// Saves what the run learned into the blob-location cache. A cache that cannot be written
+/// costs later runs a mount, never this run its result: the failure is logged, not returned.
+pub fn save_ledger(ledger: &BlobLedger) {
+    if let Err(e) = ledger.save() {
+        tracing::warn!(error = %e, "the blob-location cache was not saved");
+    }
 }

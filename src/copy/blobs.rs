@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::StreamExt;
 
+use super::location_cache::LocationCache;
 use super::RegistryLimits;
 use crate::digest::Digest;
 use crate::error::Result;
@@ -20,15 +21,40 @@ type TransferLock = Arc<tokio::sync::Mutex<()>>;
 /// registry can mount instead of sending the bytes again, and serialises transfers of one digest
 /// to one destination registry (every repository of it), so the same bytes never cross twice at
 /// once: a second copy of the digest into the registry waits for the first, then mounts.
+///
+/// With a [`LocationCache`] it also remembers across runs: what earlier runs saw is offered as a
+/// mount source after what this run knows, and what this run sees is saved by
+/// [`BlobLedger::save`].
 #[derive(Default)]
 pub struct BlobLedger {
     known: Mutex<HashMap<Digest, Vec<RepoLocation>>>,
     inflight: Mutex<HashMap<(String, Digest), TransferLock>>,
+    cache: Option<LocationCache>,
+}
+
+/// Where a mount source came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Known {
+    /// This run saw it.
+    ThisRun,
+    /// The persistent cache (an earlier run): a hint, dropped if the mount is refused.
+    Cached,
 }
 
 impl BlobLedger {
+    /// A ledger backed by the persistent `cache`.
+    pub fn with_cache(cache: LocationCache) -> Self {
+        BlobLedger {
+            cache: Some(cache),
+            ..BlobLedger::default()
+        }
+    }
+
     /// Records that `loc` holds `digest`.
     pub fn record(&self, digest: &Digest, loc: RepoLocation) {
+        if let Some(c) = &self.cache {
+            c.record(digest, &loc);
+        }
         let mut known = self.known.lock().unwrap();
         let locs = known.entry(digest.clone()).or_default();
         if !locs.contains(&loc) {
@@ -36,14 +62,44 @@ impl BlobLedger {
         }
     }
 
-    /// A repository of `registry` other than `not` that is known to hold `digest`.
-    pub fn mount_source(&self, digest: &Digest, registry: &str, not: &str) -> Option<String> {
-        let known = self.known.lock().unwrap();
-        known
-            .get(digest)?
-            .iter()
-            .find(|l| l.registry == registry && l.repository != not)
-            .map(|l| l.repository.clone())
+    /// A repository of `registry` other than `not` that is known to hold `digest`: one this run
+    /// saw, else one the cache remembers.
+    pub fn mount_source(
+        &self,
+        digest: &Digest,
+        registry: &str,
+        not: &str,
+    ) -> Option<(String, Known)> {
+        let this_run = {
+            let known = self.known.lock().unwrap();
+            known
+                .get(digest)
+                .and_then(|locs| {
+                    locs.iter()
+                        .find(|l| l.registry == registry && l.repository != not)
+                })
+                .map(|l| l.repository.clone())
+        };
+        if let Some(repo) = this_run {
+            return Some((repo, Known::ThisRun));
+        }
+        let cached = self.cache.as_ref()?.lookup(digest, registry, not)?;
+        Some((cached, Known::Cached))
+    }
+
+    /// A mount from a cached location was refused: the cache drops it.
+    pub fn forget(&self, digest: &Digest, loc: &RepoLocation) {
+        if let Some(c) = &self.cache {
+            c.forget(digest, loc);
+        }
+    }
+
+    /// Saves what this run learned into the persistent cache (nothing without one).
+    pub fn save(&self) -> Result<()> {
+        match &self.cache {
+            Some(c) => c.save(),
+            None => Ok(()),
+        }
     }
 
     /// The lock for `digest` at `dst`'s registry (a local store is its own key).
@@ -107,13 +163,21 @@ async fn transfer(
     if let Some(d) = dst_loc {
         let from = match src_loc {
             Some(s) if s.registry == d.registry && s.repository != d.repository => {
-                Some(s.repository.clone())
+                Some((s.repository.clone(), Known::ThisRun))
             }
             _ => ledger.mount_source(&desc.digest, &d.registry, &d.repository),
         };
-        if let Some(from) = from {
+        if let Some((from, known)) = from {
             if dst.mount_blob(desc, &from).await? {
                 return Ok(BlobOutcome::Mounted);
+            }
+            if known == Known::Cached {
+                // Stale: the blob is uploaded as if the cache had not named it.
+                let loc = RepoLocation {
+                    registry: d.registry.clone(),
+                    repository: from,
+                };
+                ledger.forget(&desc.digest, &loc);
             }
         }
     }

@@ -6,6 +6,7 @@
 mod blobs;
 mod graph;
 mod limits;
+mod location_cache;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,9 +14,10 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde::Serialize;
 
-pub use blobs::{copy_blob, BlobLedger};
+pub use blobs::{copy_blob, BlobLedger, Known};
 pub use graph::{collect, select_platforms, Graph, Selection};
 pub use limits::{Permits, RegistryLimits};
+pub use location_cache::{LocationCache, MAX_ENTRIES as LOCATION_CACHE_ENTRIES};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -92,6 +94,15 @@ pub struct CopyReport {
 pub struct Prepared {
     pub root: RawManifest,
     pub report: CopyReport,
+}
+
+/// What a caller of [`Copier::push_graph_with`] knows of the root at the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootKnown {
+    /// Not looked up: ask before pushing.
+    Unknown,
+    /// Just looked up and not there.
+    Absent,
 }
 
 /// What [`Copier::push_graph`] did.
@@ -198,16 +209,49 @@ impl Copier {
         graph: &Graph,
         jobs: usize,
     ) -> Result<Pushed> {
+        self.push_graph_with(src, dst, root, graph, jobs, RootKnown::Unknown)
+            .await
+    }
+
+    /// [`Copier::push_graph`] for a caller that just looked the root up at `dst`: a root known
+    /// to be absent is pushed without asking again. Child manifests (every blob being present)
+    /// are pushed concurrently, up to `jobs` at once; the root goes last.
+    pub async fn push_graph_with(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        root: &RawManifest,
+        graph: &Graph,
+        jobs: usize,
+        known: RootKnown,
+    ) -> Result<Pushed> {
         let mut pushed = Pushed {
             blobs: self.copy_blobs(src, dst, graph, jobs).await?,
             ..Pushed::default()
         };
-        for m in graph.manifests.iter().chain(std::iter::once(root)) {
-            if self.push_manifest(dst, m).await? {
-                pushed.manifests_pushed += 1;
-            } else {
-                pushed.manifests_present += 1;
+        let children: Vec<Result<bool>> = futures::stream::iter(&graph.manifests)
+            .map(|m| self.push_manifest(dst, m, false))
+            .buffered(jobs.max(1))
+            .collect()
+            .await;
+        let root_absent = known == RootKnown::Absent;
+        let mut errors = Vec::new();
+        for r in children {
+            match r {
+                Ok(true) => pushed.manifests_pushed += 1,
+                Ok(false) => pushed.manifests_present += 1,
+                Err(e) => errors.push(e),
             }
+        }
+        match errors.len() {
+            0 => {}
+            1 => return Err(errors.pop().expect("one error")),
+            _ => return Err(Error::Many(errors)),
+        }
+        if self.push_manifest(dst, root, root_absent).await? {
+            pushed.manifests_pushed += 1;
+        } else {
+            pushed.manifests_present += 1;
         }
         Ok(pushed)
     }
@@ -284,12 +328,14 @@ impl Copier {
         }
     }
 
-    /// Pushes a manifest by digest unless present; true when it was pushed.
-    async fn push_manifest(&self, dst: &dyn Store, m: &RawManifest) -> Result<bool> {
-        let present = dst
-            .resolve(&Target::Digest(m.digest.clone()))
-            .await?
-            .is_some();
+    /// Pushes a manifest by digest unless present (asked first unless `absent` says the caller
+    /// knows); true when it was pushed.
+    async fn push_manifest(&self, dst: &dyn Store, m: &RawManifest, absent: bool) -> Result<bool> {
+        let present = !absent
+            && dst
+                .resolve(&Target::Digest(m.digest.clone()))
+                .await?
+                .is_some();
         if !present {
             dst.put_manifest(m, &[]).await?;
         }

@@ -42,7 +42,7 @@ pub use report::{
 };
 pub use template::Vars;
 
-use crate::copy::{Copier, RegistryLimits};
+use crate::copy::{BlobLedger, Copier, RegistryLimits};
 use crate::digest::Digest;
 use crate::progress::Silent;
 use crate::reference::ImageRef;
@@ -149,6 +149,13 @@ impl Promoter {
             reporter,
             options,
         }
+    }
+
+    /// Shares `ledger` (e.g. one backed by the persistent blob-location cache) instead of a
+    /// fresh one.
+    pub fn with_ledger(mut self, ledger: Arc<BlobLedger>) -> Self {
+        self.copier.ledger = ledger;
+        self
     }
 
     pub fn options(&self) -> &PromoteOptions {

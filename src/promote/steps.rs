@@ -7,7 +7,7 @@ use super::report::Route;
 use super::run::{reference, route, Resolved, Slot};
 use super::survey;
 use super::{Job, Promoter};
-use crate::copy::{collect, Pushed};
+use crate::copy::{collect, Pushed, RootKnown};
 use crate::error::Result;
 use crate::store::Target;
 
@@ -69,7 +69,14 @@ impl Promoter {
         let copier = self.copier.sharing(self.reporter.image(i));
         let (src, dst) = (job.source.as_ref(), job.destination.as_ref());
         copier
-            .push_graph(src, dst, &res.root, graph, self.options.jobs)
+            .push_graph_with(
+                src,
+                dst,
+                &res.root,
+                graph,
+                self.options.jobs,
+                RootKnown::Absent,
+            )
             .await
     }
 

@@ -12,7 +12,9 @@ use futures::StreamExt;
 use crate::registry_common::*;
 use crate::support::fault_server::{Fault, FaultConfig, FaultServer, Kind, Logged, Quirks};
 use ferry::error::Error;
-use ferry::store::registry::{RegistryStore, UploadStrategy};
+use ferry::store::registry::{
+    RegistryClient, RegistryOptions, RegistryStore, UploadStrategy, Verify,
+};
 use ferry::store::{BlobSource, BlobStream, Store, StoreBlob};
 
 const MIB: u64 = 1024 * 1024;
@@ -36,6 +38,33 @@ fn ranges(log: &[Logged]) -> Vec<String> {
         .collect()
 }
 
+/// With `--verify always` the hash must cover every byte, so a resume re-reads the source from
+/// the last acknowledged chunk and re-hashes (without sending) up to the registry's offset.
+#[tokio::test]
+async fn a_resume_with_verify_always_rehashes_from_the_acknowledged_chunk() {
+    let cut = 3 * MIB + 12_345;
+    let cfg = FaultConfig::new().fault(Fault::drop_request_after(Kind::UploadPatch, 2, cut));
+    let srv = FaultServer::start(cfg);
+    let opts = RegistryOptions {
+        verify: Verify::Always,
+        ..options(None)
+    };
+    let s = store(&RegistryClient::new(&srv.host(), opts).unwrap(), "team/app");
+    let blob = MemBlob::new(bytes_of(1, (20 * MIB + 7) as usize));
+    let desc = blob.descriptor("application/octet-stream");
+    let r = s
+        .upload_with(&desc, &blob, UploadStrategy::Chunked, 4 * MIB)
+        .await
+        .unwrap();
+    assert_eq!(r.resume_offsets, vec![4 * MIB + cut]);
+    assert_eq!(*blob.opens.lock().unwrap(), vec![0, 4 * MIB]);
+    assert_eq!(srv.blob_in("team/app", &desc.digest).unwrap(), blob.bytes);
+    assert!(
+        srv.upload_bytes() < desc.size + 4 * MIB,
+        "re-hashed bytes are not re-sent"
+    );
+}
+
 #[tokio::test]
 async fn a_chunk_cut_mid_body_resumes_where_the_registry_stands() {
     let cut = 3 * MIB + 12_345;
@@ -53,8 +82,8 @@ async fn a_chunk_cut_mid_body_resumes_where_the_registry_stands() {
     assert_eq!(r.strategy, UploadStrategy::Chunked);
     assert_eq!(r.resume_offsets, vec![at]);
     assert_eq!(r.restarts, 0);
-    // Re-read from the acknowledged chunk (4 MiB), re-hashed up to the registry's offset.
-    assert_eq!(*blob.opens.lock().unwrap(), vec![0, 4 * MIB]);
+    // Re-read from the registry's offset (nothing to re-hash with the default `--verify auto`).
+    assert_eq!(*blob.opens.lock().unwrap(), vec![0, at]);
     assert_eq!(srv.blob_in("team/app", &desc.digest).unwrap(), blob.bytes);
     assert_eq!(srv.open_uploads(), 0);
     let got = ranges(&patches(&srv));
@@ -163,8 +192,13 @@ async fn retries_are_bounded_per_chunk_and_the_session_is_cancelled() {
 }
 
 #[tokio::test]
-async fn wrong_bytes_in_a_chunked_upload_commit_nothing() {
-    let (srv, s) = setup(FaultConfig::new());
+async fn wrong_bytes_in_a_chunked_upload_commit_nothing_with_verify_always() {
+    let srv = FaultServer::start(FaultConfig::new());
+    let opts = RegistryOptions {
+        verify: Verify::Always,
+        ..options(None)
+    };
+    let s = store(&RegistryClient::new(&srv.host(), opts).unwrap(), "team/app");
     let good = bytes_of(5, (5 * MIB) as usize);
     let mut wrong = good.to_vec();
     *wrong.last_mut().unwrap() ^= 1;
@@ -185,6 +219,28 @@ async fn wrong_bytes_in_a_chunked_upload_commit_nothing() {
         srv.upload_bytes() < desc.size,
         "the last frame was held back"
     );
+}
+
+/// By default the registry's check at commit stops wrong bytes: the closing `PUT` is refused
+/// with `DIGEST_INVALID`, which is final (no other strategy, no retry), and nothing is stored.
+#[tokio::test]
+async fn wrong_bytes_in_a_chunked_upload_are_refused_at_commit_by_default() {
+    let (srv, s) = setup(FaultConfig::new());
+    let good = bytes_of(5, (5 * MIB) as usize);
+    let mut wrong = good.to_vec();
+    *wrong.last_mut().unwrap() ^= 1;
+    let desc = MemBlob::new(good).descriptor("");
+    let source = MemBlob::new(wrong.clone());
+    let e = s
+        .upload_with(&desc, &source, UploadStrategy::Chunked, 2 * MIB)
+        .await
+        .unwrap_err();
+    assert!(e.has_code(ferry::error::DIGEST_INVALID), "{e:?}");
+    assert_eq!(*source.opens.lock().unwrap(), vec![0], "not retried");
+    assert_eq!(srv.count(Kind::UploadPut), 1, "one commit, refused");
+    assert!(srv.blob(&desc.digest).is_none());
+    assert!(srv.blob(&ferry::Digest::of(&wrong)).is_none());
+    assert_eq!(srv.open_uploads(), 0);
 }
 
 async fn wait_for(what: &str, f: impl Fn() -> bool) {

@@ -287,9 +287,13 @@ async fn registry_to_layout_and_back() {
     let _ = single;
 }
 
+/// A source serving other bytes than a layer's digest, into the real registry: with the
+/// default `--verify auto` the registry refuses the upload at commit (`DIGEST_INVALID`), with
+/// `always` ferry stops it first; either way no manifest or tag is written.
 #[tokio::test]
 async fn a_wrong_digest_at_the_source_leaves_nothing_tagged() {
     use crate::support::fault_server::{FaultConfig, FaultServer};
+    use ferry::store::registry::Verify;
     let fake = FaultServer::start(FaultConfig::new());
     let good = fake.put_blob(vec![7u8; 4096]);
     let bad = fake.put_corrupt_blob(&vec![9u8; 300_000]);
@@ -310,34 +314,50 @@ async fn a_wrong_digest_at_the_source_leaves_nothing_tagged() {
         RegistryClient::new(&fake.host(), RegistryOptions::default()).unwrap(),
         "evil",
     );
-    let dst = store(&reg, "victim");
-    let err = Copier::new(Arc::new(Silent))
-        .copy(
-            &src,
-            &tag("v1"),
-            &dst,
-            &["v1".to_string()],
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ferry::Error::DigestMismatch { .. }), "{err}");
-    let text = err.to_string();
-    assert!(text.contains(&bad.to_string()), "{text}");
-    assert!(dst.list_tags().await.unwrap().is_empty());
-    let m = RawManifest::new(bytes.into(), None).unwrap();
-    assert!(dst
-        .resolve(&Target::Digest(m.digest))
-        .await
-        .unwrap()
-        .is_none());
-    assert!(!dst
-        .has_blob(&ferry::manifest::Descriptor {
-            media_type: String::new(),
-            digest: bad,
-            size: 300_000,
-            platform: None
-        })
-        .await
-        .unwrap());
+    for verify in [Verify::Auto, Verify::Always] {
+        let opts = RegistryOptions {
+            verify,
+            ..RegistryOptions::default()
+        };
+        let dst = RegistryStore::new(
+            RegistryClient::new(&reg.addr, opts).unwrap(),
+            &format!("victim-{verify}"),
+        );
+        let err = Copier::new(Arc::new(Silent))
+            .copy(
+                &src,
+                &tag("v1"),
+                &dst,
+                &["v1".to_string()],
+                &CopyOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        match verify {
+            Verify::Auto => assert!(err.has_code(ferry::error::DIGEST_INVALID), "{err:?}"),
+            Verify::Always => {
+                assert!(matches!(err, ferry::Error::DigestMismatch { .. }), "{err}")
+            }
+        }
+        let text = err.to_string();
+        assert!(text.contains(&bad.to_string()), "{verify}: {text}");
+        assert!(dst.list_tags().await.unwrap().is_empty(), "{verify}");
+        let m = RawManifest::new(bytes.clone().into(), None).unwrap();
+        assert!(
+            dst.resolve(&Target::Digest(m.digest))
+                .await
+                .unwrap()
+                .is_none(),
+            "{verify}"
+        );
+        assert!(!dst
+            .has_blob(&ferry::manifest::Descriptor {
+                media_type: String::new(),
+                digest: bad.clone(),
+                size: 300_000,
+                platform: None
+            })
+            .await
+            .unwrap());
+    }
 }

@@ -4,8 +4,9 @@
 use crate::registry_common::*;
 use crate::support::registry::Registry;
 use ferry::error::Error;
+use ferry::manifest::Descriptor;
 use ferry::manifest::{self, RawManifest};
-use ferry::store::registry::RegistryStore;
+use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, Verify};
 use ferry::store::{Store, Target};
 
 fn blob_on_disk(reg: &Registry, digest: &ferry::Digest) -> bool {
@@ -204,14 +205,9 @@ async fn manifest_naming_a_missing_blob_is_refused_with_the_registry_codes() {
     assert_eq!(c.stats().retries, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upload_of_bytes_that_do_not_match_the_descriptor_is_refused() {
-    let reg = Registry::start();
-    let c = client(&reg.addr, None);
-    let s = store(&c, "team/verify");
-    let good = MemBlob::new(bytes_of(7, 300_000));
-    let desc = good.descriptor("application/octet-stream");
-    let cases = [
+/// Sources whose bytes differ from the descriptor: same size, shorter, longer.
+fn wrong_sources(good: &MemBlob) -> [(&'static str, bytes::Bytes); 3] {
+    [
         ("same size, other bytes", bytes_of(8, 300_000)),
         ("shorter", good.bytes.slice(..299_999)),
         (
@@ -220,8 +216,47 @@ async fn upload_of_bytes_that_do_not_match_the_descriptor_is_refused() {
                 .concat()
                 .into(),
         ),
-    ];
-    for (what, wrong) in cases {
+    ]
+}
+
+/// After the wrong uploads: nothing stored, every failed session cancelled, nothing committed,
+/// and the right bytes still go through.
+async fn assert_nothing_stored(
+    reg: &Registry,
+    s: &RegistryStore,
+    desc: &Descriptor,
+    good: &MemBlob,
+) {
+    assert!(!s.has_blob(desc).await.unwrap());
+    assert!(!blob_on_disk(reg, &desc.digest));
+    let log = reg.log();
+    assert_eq!(
+        log_lines(&log, &["DELETE /v2/team/verify/blobs/uploads/"]).len(),
+        3,
+        "{log}"
+    );
+    assert!(
+        log_lines(&log, &["PUT /v2/team/verify/blobs/uploads/", "\" 201 "]).is_empty(),
+        "{log}"
+    );
+    s.put_blob(desc, good).await.unwrap();
+    assert!(s.has_blob(desc).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_of_bytes_that_do_not_match_the_descriptor_is_refused_with_verify_always() {
+    let reg = Registry::start();
+    let opts = RegistryOptions {
+        verify: Verify::Always,
+        ..options(None)
+    };
+    let s = store(
+        &RegistryClient::new(&reg.addr, opts).unwrap(),
+        "team/verify",
+    );
+    let good = MemBlob::new(bytes_of(7, 300_000));
+    let desc = good.descriptor("application/octet-stream");
+    for (what, wrong) in wrong_sources(&good) {
         let source = MemBlob::new(wrong.clone());
         let e = s.put_blob(&desc, &source).await.unwrap_err();
         let Error::DigestMismatch {
@@ -249,27 +284,52 @@ async fn upload_of_bytes_that_do_not_match_the_descriptor_is_refused() {
             vec![0],
             "{what}: a mismatch is not retried"
         );
-        assert!(!s.has_blob(&desc).await.unwrap(), "{what}");
         assert!(!s.has_blob(&source.descriptor("")).await.unwrap(), "{what}");
-        assert!(
-            !blob_on_disk(&reg, &desc.digest) && !blob_on_disk(&reg, &ferry::Digest::of(&wrong)),
-            "{what}"
-        );
+        assert!(!blob_on_disk(&reg, &ferry::Digest::of(&wrong)), "{what}");
     }
-    // Every failed session was cancelled, and no upload was committed.
-    let log = reg.log();
-    assert_eq!(
-        log_lines(&log, &["DELETE /v2/team/verify/blobs/uploads/"]).len(),
-        3,
-        "{log}"
-    );
-    assert!(
-        log_lines(&log, &["PUT /v2/team/verify/blobs/uploads/", "\" 201 "]).is_empty(),
-        "{log}"
-    );
-    // The right bytes still go through afterwards.
-    s.put_blob(&desc, &good).await.unwrap();
-    assert!(s.has_blob(&desc).await.unwrap());
+    assert_nothing_stored(&reg, &s, &desc, &good).await;
+}
+
+/// The default (`--verify auto`): ferry counts the bytes and the registry checks the digest
+/// when the upload is committed, so other bytes of the right size are refused by the registry
+/// (`DIGEST_INVALID`, not retried, exit 5), and a wrong size is caught by ferry's count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_of_bytes_that_do_not_match_the_descriptor_is_refused_by_default() {
+    let reg = Registry::start();
+    let s = store(&client(&reg.addr, None), "team/verify");
+    let good = MemBlob::new(bytes_of(7, 300_000));
+    let desc = good.descriptor("application/octet-stream");
+    for (what, wrong) in wrong_sources(&good) {
+        let source = MemBlob::new(wrong.clone());
+        let e = s.put_blob(&desc, &source).await.unwrap_err();
+        match what {
+            "same size, other bytes" => {
+                assert!(e.has_code(ferry::error::DIGEST_INVALID), "{what}: {e:?}");
+                assert_eq!(e.status(), Some(400), "{what}");
+                assert!(e.to_string().contains(&desc.digest.to_string()), "{e}");
+            }
+            _ => {
+                let Error::BlobSizeMismatch {
+                    digest,
+                    expected,
+                    actual,
+                    ..
+                } = &e
+                else {
+                    panic!("{what}: {e:?}")
+                };
+                assert_eq!((digest, *expected), (&desc.digest, 300_000), "{what}");
+                assert_eq!(*actual, wrong.len() as u64, "{what}");
+            }
+        }
+        assert_eq!(
+            *source.opens.lock().unwrap(),
+            vec![0],
+            "{what}: a wrong source is not read again"
+        );
+        assert!(!blob_on_disk(&reg, &ferry::Digest::of(&wrong)), "{what}");
+    }
+    assert_nothing_stored(&reg, &s, &desc, &good).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -183,6 +183,7 @@ pub struct FaultServer {
 impl FaultServer {
     /// Starts listening on two loopback ports (API, redirect target) and returns at once.
     pub fn start(cfg: FaultConfig) -> FaultServer {
+        super::registry::hermetic();
         let (shared, stop, thread) = serve::spawn(cfg);
         FaultServer {
             shared,

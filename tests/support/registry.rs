@@ -35,6 +35,7 @@ impl Registry {
     }
 
     pub fn start_with(cfg: RegistryConfig) -> Registry {
+        hermetic();
         let bin = which("docker-registry").expect(
             "docker-registry not found: install it with `apt-get install -y docker-registry` (see README)",
         );
@@ -115,4 +116,14 @@ pub fn which(name: &str) -> Option<PathBuf> {
             .map(|p| p.join(name))
             .find(|p| Path::new(p).is_file())
     })
+}
+
+/// Makes the `ferry` processes this test binary starts ignore the persistent blob-location
+/// cache (`FERRY_NO_CACHE=1`): tests start registries on ephemeral ports, and a location an
+/// earlier test recorded for a port that a later test's registry reuses would turn a counted
+/// upload into a (refused) mount attempt. The tests of the cache itself opt back in with their
+/// own `FERRY_CACHE_DIR`. Called when any test server starts, so before a `ferry` child runs.
+pub fn hermetic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::env::set_var("FERRY_NO_CACHE", "1"));
 }

@@ -40,8 +40,8 @@ pub use transport::headers::parse_retry_after;
 pub use transport::retry::{is_retryable, RetryPolicy};
 pub use transport::stats::ClientStats;
 pub use upload::{
-    UploadProfile, UploadReport, UploadStrategy, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE,
-    DEFAULT_MONOLITHIC_MAX,
+    UploadProfile, UploadReport, UploadStrategy, Verify, DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_CHUNK_SIZE, DEFAULT_MONOLITHIC_MAX,
 };
 
 use repo::Repo;
@@ -80,6 +80,9 @@ pub struct RegistryOptions {
     /// With `auto`, blobs up to this size go in one streamed request when the registry takes
     /// them ([`DEFAULT_MONOLITHIC_MAX`], 2 GiB); larger ones are chunked (resumable).
     pub monolithic_max: u64,
+    /// Whether ferry hashes what it uploads or leaves that to the registry's check at commit
+    /// (default `Auto`: the registry's; see [`Verify`]).
+    pub verify: Verify,
 }
 
 impl Default for RegistryOptions {
@@ -97,6 +100,7 @@ impl Default for RegistryOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
             monolithic_max: DEFAULT_MONOLITHIC_MAX,
+            verify: Verify::Auto,
         }
     }
 }
@@ -113,6 +117,7 @@ impl std::fmt::Debug for RegistryOptions {
             .field("chunk_size", &self.chunk_size)
             .field("max_chunk_size", &self.max_chunk_size)
             .field("monolithic_max", &self.monolithic_max)
+            .field("verify", &self.verify)
             .finish_non_exhaustive()
     }
 }
@@ -147,6 +152,7 @@ impl RegistryClient {
             chunk_size: opts.chunk_size,
             max_chunk_size: opts.max_chunk_size,
             monolithic_max: opts.monolithic_max,
+            verify: opts.verify,
         };
         Ok(RegistryClient {
             transport: Arc::new(Transport::new(&registry, &cfg)?),

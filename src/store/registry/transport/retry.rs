@@ -220,7 +220,9 @@ impl Budget {
     /// What to do after `f` failed an attempt of kind `what`. Waiting is the caller's (so it can
     /// log with its own context): see [`Budget::wait`].
     pub fn decide(&self, what: Attempt, f: &Failure) -> Decision {
-        if f.settled {
+        // Bytes the registry found not to hash to their digest: sending them again (or another
+        // way) cannot mend it.
+        if f.settled || f.error.has_code(crate::error::DIGEST_INVALID) {
             return Decision::GiveUp;
         }
         let status = f.status();

@@ -1,5 +1,6 @@
 //! The bytes of an upload: the source read front to back, cut into request bodies ("pieces"),
-//! hashed as they leave and checked against the descriptor before its last byte goes out.
+//! counted (and, with `--verify always`, hashed) as they leave, and checked against the
+//! descriptor before its last byte goes out.
 //!
 //! A [`Feed`] is the read position in the source plus the hash of every byte before it. Pieces
 //! borrow it through a shared slot ([`Piece`]); after a request the engine takes it back (a body
@@ -15,17 +16,58 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
 use super::super::transport::Transport;
+use super::plan::Verify;
 use crate::digest::DigestHasher;
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
 use crate::store::{BlobSource, BlobStream};
 
-/// A source read position and the hash of everything before it.
+/// What an upload knows of the bytes before its read position: their hash, or (when the
+/// registry's check at commit is relied on, [`Verify::Auto`]) only how many there are.
+#[derive(Clone)]
+pub(super) enum Tally {
+    Hash(DigestHasher),
+    Count(u64),
+}
+
+impl Tally {
+    /// Nothing seen yet, hashing or counting as `verify` says.
+    pub fn start(verify: Verify) -> Tally {
+        match verify {
+            Verify::Always => Tally::Hash(DigestHasher::new()),
+            Verify::Auto => Tally::Count(0),
+        }
+    }
+
+    /// A fresh tally of the same kind.
+    pub fn restart(&self) -> Tally {
+        match self {
+            Tally::Hash(_) => Tally::Hash(DigestHasher::new()),
+            Tally::Count(_) => Tally::Count(0),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            Tally::Hash(h) => h.len(),
+            Tally::Count(n) => *n,
+        }
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Tally::Hash(h) => h.update(b),
+            Tally::Count(n) => *n += b.len() as u64,
+        }
+    }
+}
+
+/// A source read position and the tally of everything before it.
 pub(super) struct Feed {
     stream: BlobStream,
     /// Bytes read from the source but not yet handed out (a frame cut at a piece boundary).
     leftover: Bytes,
-    hasher: DigestHasher,
+    hasher: Tally,
     desc: Descriptor,
     /// `registry/repository`, for mismatch errors.
     location: String,
@@ -34,15 +76,20 @@ pub(super) struct Feed {
 }
 
 impl Feed {
-    /// Opens the source at `hasher.len()` (the hash of the bytes before it), then reads and
-    /// hashes, without handing out, up to `at`. Errors from the source are final.
+    /// Opens the source at `hasher.len()` (the tally of the bytes before it), then reads and
+    /// hashes, without handing out, up to `at`; a counting tally opens the source at `at`
+    /// directly. Errors from the source are final.
     pub async fn open(
         source: &dyn BlobSource,
         desc: &Descriptor,
-        hasher: DigestHasher,
+        hasher: Tally,
         at: u64,
         location: &str,
     ) -> Result<Feed> {
+        let hasher = match hasher {
+            Tally::Count(_) => Tally::Count(at),
+            h => h,
+        };
         let stream = source.open(hasher.len()).await?;
         let mut feed = Feed {
             stream,
@@ -93,8 +140,8 @@ impl Feed {
         self.hasher.len()
     }
 
-    /// The hash of every byte before [`Feed::position`].
-    pub fn hasher(&self) -> &DigestHasher {
+    /// The tally of every byte before [`Feed::position`].
+    pub fn hasher(&self) -> &Tally {
         &self.hasher
     }
 
@@ -153,21 +200,37 @@ impl Feed {
     }
 
     fn check_end(&self, extra: usize) -> Result<()> {
-        let (actual, size) = self.hasher.clone().finish();
-        if extra == 0 && actual == self.desc.digest && size == self.desc.size {
+        let fine = match &self.hasher {
+            Tally::Hash(h) => {
+                let (actual, size) = h.clone().finish();
+                actual == self.desc.digest && size == self.desc.size
+            }
+            Tally::Count(n) => *n == self.desc.size,
+        };
+        if extra == 0 && fine {
             return Ok(());
         }
         Err(self.mismatch(self.hasher.clone()))
     }
 
-    fn mismatch(&self, seen: DigestHasher) -> Error {
-        let (actual, actual_size) = seen.finish();
-        Error::DigestMismatch {
-            location: self.location.clone(),
-            expected: self.desc.digest.clone(),
-            expected_size: self.desc.size,
-            actual,
-            actual_size,
+    fn mismatch(&self, seen: Tally) -> Error {
+        match seen {
+            Tally::Hash(h) => {
+                let (actual, actual_size) = h.finish();
+                Error::DigestMismatch {
+                    location: self.location.clone(),
+                    expected: self.desc.digest.clone(),
+                    expected_size: self.desc.size,
+                    actual,
+                    actual_size,
+                }
+            }
+            Tally::Count(actual) => Error::BlobSizeMismatch {
+                location: self.location.clone(),
+                digest: self.desc.digest.clone(),
+                expected: self.desc.size,
+                actual,
+            },
         }
     }
 }
@@ -285,7 +348,7 @@ mod tests {
         let data = Bytes::from((0..1000u32).map(|i| i as u8).collect::<Vec<u8>>());
         let desc = desc_of(&data);
         let src = Mem(data.clone(), 300);
-        let mut f = Feed::open(&src, &desc, DigestHasher::new(), 0, "r/x")
+        let mut f = Feed::open(&src, &desc, Tally::Hash(DigestHasher::new()), 0, "r/x")
             .await
             .unwrap();
         assert_eq!(take(&mut f, 250).await.unwrap().unwrap().len(), 250);
@@ -313,7 +376,7 @@ mod tests {
         ] {
             // Frames of 150 bytes: the long source's last frame straddles the blob's end.
             let src = Mem(bytes, 150);
-            let mut f = Feed::open(&src, &desc, DigestHasher::new(), 0, "r/x")
+            let mut f = Feed::open(&src, &desc, Tally::Hash(DigestHasher::new()), 0, "r/x")
                 .await
                 .unwrap();
             let mut out = 0;

@@ -77,7 +77,7 @@ use std::sync::Arc;
 pub(super) use mount::mount;
 pub(crate) use plan::UploadSettings;
 pub use plan::{
-    UploadProfile, UploadStrategy, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE,
+    UploadProfile, UploadStrategy, Verify, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE,
     DEFAULT_MONOLITHIC_MAX,
 };
 

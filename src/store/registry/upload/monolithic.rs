@@ -13,7 +13,7 @@ use reqwest::Method;
 use super::super::transport::retry::{Attempt, Decision, Failure};
 use super::super::transport::stats::Kind;
 use super::super::transport::Req;
-use super::feed::{Feed, Slot};
+use super::feed::{Feed, Slot, Tally};
 use super::plan::SMALL_BLOB;
 use super::session::{check_stored, Posted, Send, Session};
 use super::{Stop, Upload};
@@ -69,7 +69,9 @@ fn refused(up: &mut Upload<'_>, f: Failure) -> Stop {
 /// Reads a small blob whole, verified against its descriptor.
 async fn read_small(up: &Upload<'_>) -> Result<Bytes> {
     let location = up.ctx.location();
-    let mut feed = Feed::open(up.source, up.desc, DigestHasher::new(), 0, &location).await?;
+    // Small blobs are read whole anyway: hashing them costs nothing worth saving.
+    let hashing = Tally::Hash(DigestHasher::new());
+    let mut feed = Feed::open(up.source, up.desc, hashing, 0, &location).await?;
     let mut body = BytesMut::with_capacity(up.desc.size as usize);
     while let Some(b) = feed.next(up.desc.size - feed.position()).await {
         body.extend_from_slice(&b?);
@@ -159,7 +161,8 @@ async fn streamed(up: &mut Upload<'_>) -> std::result::Result<(), Stop> {
         .await
         .map_err(Stop::Failed)?;
     let location = up.ctx.location();
-    let feed = match Feed::open(up.source, up.desc, DigestHasher::new(), 0, &location).await {
+    let tally = Tally::start(up.settings.verify);
+    let feed = match Feed::open(up.source, up.desc, tally, 0, &location).await {
         Ok(f) => f,
         Err(e) => {
             session.cancel().await;

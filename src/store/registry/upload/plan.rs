@@ -67,6 +67,46 @@ impl FromStr for UploadStrategy {
     }
 }
 
+/// Who checks that the bytes ferry uploads hash to their digest.
+///
+/// A registry verifies every blob when an upload is committed (`PUT ?digest=`) and refuses a
+/// mismatch (`DIGEST_INVALID`), so with `Auto` ferry only counts the bytes it sends and relies on
+/// that check (and on the `Docker-Content-Digest` the registry answers with); `Always` also
+/// hashes them on the way, so a wrong source is stopped before its last byte leaves. Bytes
+/// written to a layout or an archive are always hashed by ferry, whatever this says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Verify {
+    #[default]
+    Auto,
+    Always,
+}
+
+impl Verify {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verify::Auto => "auto",
+            Verify::Always => "always",
+        }
+    }
+}
+
+impl fmt::Display for Verify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Verify {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Verify::Auto),
+            "always" => Ok(Verify::Always),
+            _ => Err(format!("unknown verify mode {s:?} (auto, always)")),
+        }
+    }
+}
+
 /// What the upload engine learned about one registry; see [`super::super::RegistryClient::upload_profile`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UploadProfile {
@@ -95,6 +135,7 @@ pub(crate) struct UploadSettings {
     pub chunk_size: u64,
     pub max_chunk_size: u64,
     pub monolithic_max: u64,
+    pub verify: Verify,
 }
 
 impl UploadProfile {
@@ -215,6 +256,7 @@ mod tests {
             chunk_size: chunk,
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
             monolithic_max: chunk,
+            verify: Verify::Auto,
         }
     }
 

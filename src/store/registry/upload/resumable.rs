@@ -15,10 +15,9 @@ use super::super::transport::headers::{header_str, parse_range};
 use super::super::transport::retry::{Attempt, Decision, Failure};
 use super::super::transport::stats::UploadEvent;
 use super::super::transport::Transport;
-use super::feed::{Feed, Slot};
+use super::feed::{Feed, Slot, Tally};
 use super::session::{Send, Session};
 use super::{Stop, Upload};
-use crate::digest::DigestHasher;
 use crate::error::Error;
 
 type Step = std::result::Result<(), Stop>;
@@ -33,7 +32,7 @@ struct Run<'u, 'a> {
     /// Bytes the registry acknowledged.
     confirmed: u64,
     /// The hash of those bytes.
-    snapshot: DigestHasher,
+    snapshot: Tally,
     /// The source positioned at `confirmed` (or wherever a failed request left it).
     feed: Option<Feed>,
 }
@@ -74,6 +73,7 @@ pub(super) async fn upload(
             return Err(Stop::Refused(e));
         }
     };
+    let snapshot = Tally::start(up.settings.verify);
     let mut run = Run {
         up,
         transport,
@@ -81,7 +81,7 @@ pub(super) async fn upload(
         chunked,
         chunk,
         confirmed: 0,
-        snapshot: DigestHasher::new(),
+        snapshot,
         feed: None,
     };
     let mut result = match resume_at {
@@ -328,7 +328,7 @@ impl<'a> Run<'_, 'a> {
             "the upload session is gone; starting over");
         self.up.restarted();
         self.confirmed = 0;
-        self.snapshot = DigestHasher::new();
+        self.snapshot = self.snapshot.restart();
         self.reposition(0, None).await
     }
 
@@ -341,7 +341,7 @@ impl<'a> Run<'_, 'a> {
                 let from = if at >= self.confirmed {
                     self.snapshot.clone()
                 } else {
-                    DigestHasher::new()
+                    self.snapshot.restart()
                 };
                 let location = self.up.ctx.location();
                 Feed::open(self.up.source, self.up.desc, from, at, &location)
