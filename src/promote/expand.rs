@@ -14,6 +14,7 @@ use super::{Overwrite, Plan, PlannedImage};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::{is_valid_tag, ImageRef, RegistryRef};
+use crate::referrers::ReferrerOptions;
 
 impl Plan {
     /// Reads and checks a plan file; `vars` (from `--var`) override the file's values.
@@ -133,6 +134,7 @@ impl Expander<'_> {
             tags: tags?,
             expect_digest,
             overwrite,
+            referrers: referrers(f, e),
         })
     }
 
@@ -289,6 +291,27 @@ fn repository_key(r: &ImageRef) -> String {
     }
 }
 
+/// The image's `referrers:` / `referrers-type:` (each replacing the defaults' own key);
+/// `None` when neither the image nor the defaults say anything (the run's options apply).
+fn referrers(f: &PlanFile, e: &ImageEntry) -> Option<ReferrerOptions> {
+    let enabled = e.referrers.as_ref().or(f.defaults.referrers.as_ref());
+    let types = e
+        .referrers_type
+        .as_ref()
+        .or(f.defaults.referrers_type.as_ref());
+    if enabled.is_none() && types.is_none() {
+        return None;
+    }
+    let artifact_types: Vec<String> = types
+        .map(|t| t.iter().map(|s| s.to_string()).collect())
+        .unwrap_or_default();
+    Some(ReferrerOptions {
+        // A type filter alone means "these referrers".
+        enabled: enabled.map_or(true, |b| **b),
+        artifact_types,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,3 +325,4 @@ mod tests {
         assert!(!names_registry("api"));
     }
 }
+
