@@ -5,3 +5,4 @@ pub mod fault_server;
 pub mod fixtures;
 pub mod registry;
 pub mod token_server;
+pub mod referrers;
