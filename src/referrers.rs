@@ -175,7 +175,12 @@ pub fn build_index(entries: &[Referrer]) -> RawManifest {
                 b = b.artifact_type(MediaType::from(t.as_str()));
             }
             if !r.annotations.is_empty() {
-                b = b.annotations(r.annotations.clone().into_iter().collect::<std::collections::HashMap<_, _>>());
+                b = b.annotations(
+                    r.annotations
+                        .clone()
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
+                );
             }
             b.build().expect("every required descriptor field is set")
         })
@@ -266,7 +271,10 @@ fn nodes<'a>(
                 referrers: below,
             });
         }
-        for tag in cosign_tags(subject).into_iter().filter(|t| tags.contains(t)) {
+        for tag in cosign_tags(subject)
+            .into_iter()
+            .filter(|t| tags.contains(t))
+        {
             let m = store
                 .get_manifest(&crate::store::Target::Tag(tag.clone()))
                 .await?;
@@ -289,7 +297,11 @@ mod tests {
     use crate::manifest::OCI_MANIFEST;
 
     fn manifest(json: serde_json::Value) -> RawManifest {
-        RawManifest::new(serde_json::to_vec(&json).unwrap().into(), Some(OCI_MANIFEST)).unwrap()
+        RawManifest::new(
+            serde_json::to_vec(&json).unwrap().into(),
+            Some(OCI_MANIFEST),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -210,16 +210,15 @@ async fn legacy_tags(
         .flat_map(|s| cosign_tags(s).into_iter().map(move |t| (s.clone(), t)))
         .filter(|(_, t)| tags.contains(t))
         .collect();
-    let fetched: Vec<(Digest, String, RawManifest, Option<Digest>)> =
-        futures::stream::iter(wanted)
-            .map(|(s, t)| async move {
-                let target = Target::Tag(t.clone());
-                let (m, at) = futures::try_join!(src.get_manifest(&target), dst.resolve(&target))?;
-                Ok::<_, Error>((s, t, m, at.map(|d| d.digest)))
-            })
-            .buffered(jobs.max(1))
-            .try_collect()
-            .await?;
+    let fetched: Vec<(Digest, String, RawManifest, Option<Digest>)> = futures::stream::iter(wanted)
+        .map(|(s, t)| async move {
+            let target = Target::Tag(t.clone());
+            let (m, at) = futures::try_join!(src.get_manifest(&target), dst.resolve(&target))?;
+            Ok::<_, Error>((s, t, m, at.map(|d| d.digest)))
+        })
+        .buffered(jobs.max(1))
+        .try_collect()
+        .await?;
     let mut absent: HashMap<Digest, bool> = HashMap::new();
     for (subject, tag, m, at) in fetched {
         let r = Referrer::of(&m);
@@ -239,7 +238,10 @@ async fn legacy_tags(
         let missing = match absent.get(&m.digest) {
             Some(v) => *v,
             None => {
-                let v = dst.resolve(&Target::Digest(m.digest.clone())).await?.is_none();
+                let v = dst
+                    .resolve(&Target::Digest(m.digest.clone()))
+                    .await?
+                    .is_none();
                 absent.insert(m.digest.clone(), v);
                 v
             }

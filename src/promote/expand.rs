@@ -325,4 +325,3 @@ mod tests {
         assert!(!names_registry("api"));
     }
 }
-

@@ -124,7 +124,11 @@ pub trait Store: Send + Sync {
     /// The referrers of `subject` held here (manifests whose `subject` names it), each with its
     /// `artifactType` and annotations; only those of `artifact_types` when it is not empty.
     /// A store that cannot hold referrers has none.
-    async fn referrers(&self, _subject: &Digest, _artifact_types: &[String]) -> Result<Vec<Referrer>> {
+    async fn referrers(
+        &self,
+        _subject: &Digest,
+        _artifact_types: &[String],
+    ) -> Result<Vec<Referrer>> {
         Ok(Vec::new())
     }
 

@@ -113,16 +113,16 @@ async fn fallback_referrers_are_promoted_merged_and_left_alone_the_second_time()
     );
     // Every referrer's bytes are at the destination, under the same digests.
     for a in [&s.sig, &s.sbom, &s.sbom_sig, &s.legacy] {
-        let m = dst
-            .get_manifest(&Target::Digest(a.digest()))
-            .await
-            .unwrap();
+        let m = dst.get_manifest(&Target::Digest(a.digest())).await.unwrap();
         assert_eq!(m.bytes, a.manifest.bytes);
         for (d, _) in &a.blobs {
             assert!(dst.has_blob(d).await.unwrap(), "{} missing", d.digest);
         }
     }
-    assert!(i.referrer_tags.contains(&fallback_tag(&s.img.digest)), "{i:#?}");
+    assert!(
+        i.referrer_tags.contains(&fallback_tag(&s.img.digest)),
+        "{i:#?}"
+    );
 
     // The second time: everything is there, nothing is written.
     let before = writes(&dst_reg).len();
@@ -176,12 +176,10 @@ async fn a_corrupt_referrer_blob_fails_the_promotion_with_nothing_tagged() {
     assert_eq!(tag_of(&dst_reg.addr, "prod/api", "1.0").await, None);
     let legacy_tag = cosign_tags(&s.img.digest)[0].clone();
     assert_eq!(tag_of(&dst_reg.addr, "prod/api", &legacy_tag).await, None);
-    assert!(fallback_entries(dst.as_ref(), &s.img.digest).await.is_none());
-    assert!(dst
-        .list_tags()
+    assert!(fallback_entries(dst.as_ref(), &s.img.digest)
         .await
-        .unwrap()
-        .is_empty());
+        .is_none());
+    assert!(dst.list_tags().await.unwrap().is_empty());
 }
 
 fn ferry(args: &[&str]) -> std::process::Output {
@@ -190,7 +188,10 @@ fn ferry(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(args)
         .env("REGISTRY_AUTH_FILE", &empty_auth)
-        .env("DOCKER_CONFIG", std::env::temp_dir().join("ferry-referrers-no-docker"))
+        .env(
+            "DOCKER_CONFIG",
+            std::env::temp_dir().join("ferry-referrers-no-docker"),
+        )
         .output()
         .unwrap()
 }
@@ -215,7 +216,11 @@ async fn the_cli_lists_plans_and_copies_referrers() {
     // ferry referrers: the tree, each referrer under its subject.
     let tree = json(&ferry(&["referrers", "--json", &src_ref]));
     let manifests = tree["manifests"].as_array().unwrap();
-    assert_eq!(manifests.len(), 4, "the index and its 3 platforms: {tree:#}");
+    assert_eq!(
+        manifests.len(),
+        4,
+        "the index and its 3 platforms: {tree:#}"
+    );
     assert_eq!(manifests[0]["digest"], s.img.digest.to_string());
     let root: Vec<&str> = manifests[0]["referrers"]
         .as_array()
@@ -228,7 +233,10 @@ async fn the_cli_lists_plans_and_copies_referrers() {
     let sbom_node = &manifests[2]["referrers"][0];
     assert_eq!(sbom_node["digest"], s.sbom.digest().to_string());
     assert_eq!(sbom_node["artifactType"], SPDX);
-    assert_eq!(sbom_node["referrers"][0]["digest"], s.sbom_sig.digest().to_string());
+    assert_eq!(
+        sbom_node["referrers"][0]["digest"],
+        s.sbom_sig.digest().to_string()
+    );
     assert_eq!(
         manifests[0]["referrers"][0]["annotations"]["dev.sigstore.bundle.content"],
         "dsse-envelope"
@@ -236,29 +244,71 @@ async fn the_cli_lists_plans_and_copies_referrers() {
     let text = ferry(&["referrers", &src_ref]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains(ferry::referrers::SIGSTORE_BUNDLE), "{text}");
-    let filtered = json(&ferry(&["referrers", "--json", "--referrers-type", SPDX, &src_ref]));
-    assert!(filtered["manifests"][0]["referrers"].as_array().unwrap().is_empty(), "{filtered:#}");
+    let filtered = json(&ferry(&[
+        "referrers",
+        "--json",
+        "--referrers-type",
+        SPDX,
+        &src_ref,
+    ]));
+    assert!(
+        filtered["manifests"][0]["referrers"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{filtered:#}"
+    );
 
     // promote --dry-run --json: on by default, the referrers that would move, nothing written.
     let dst_ref = dst_reg.image("prod/api:1.0");
-    let plan = json(&ferry(&["promote", "--dry-run", "--json", &src_ref, &dst_ref]));
+    let plan = json(&ferry(&[
+        "promote",
+        "--dry-run",
+        "--json",
+        &src_ref,
+        &dst_ref,
+    ]));
     let listed = plan["images"][0]["referrers"].as_array().unwrap();
     assert_eq!(listed.len(), 4, "{plan:#}");
     assert!(listed.iter().all(|r| r["present"] == false));
     assert!(writes(&dst_reg).is_empty(), "a dry run wrote");
-    let off = json(&ferry(&["promote", "--dry-run", "--json", "--no-referrers", &src_ref, &dst_ref]));
+    let off = json(&ferry(&[
+        "promote",
+        "--dry-run",
+        "--json",
+        "--no-referrers",
+        &src_ref,
+        &dst_ref,
+    ]));
     assert!(off["images"][0].get("referrers").is_none(), "{off:#}");
 
     // copy: opt-in. Without --referrers nothing but the image; with a type filter, that type.
     let copy_dst = dst_reg.image("mirror/api:rc1");
     json(&ferry(&["copy", "--json", &src_ref, &copy_dst]));
     let mirror = store(&client(&dst_reg.addr), "mirror/api");
-    assert!(fallback_entries(mirror.as_ref(), &s.img.digest).await.is_none());
-    let copied = json(&ferry(&["copy", "--json", "--referrers-type", SPDX, &src_ref, &copy_dst]));
-    assert_eq!(copied["referrers"].as_array().unwrap().len(), 1, "{copied:#}");
-    assert!(fallback_entries(mirror.as_ref(), &s.img.digest).await.is_none());
+    assert!(fallback_entries(mirror.as_ref(), &s.img.digest)
+        .await
+        .is_none());
+    let copied = json(&ferry(&[
+        "copy",
+        "--json",
+        "--referrers-type",
+        SPDX,
+        &src_ref,
+        &copy_dst,
+    ]));
     assert_eq!(
-        fallback_entries(mirror.as_ref(), &s.img.children[1].digest).await.unwrap(),
+        copied["referrers"].as_array().unwrap().len(),
+        1,
+        "{copied:#}"
+    );
+    assert!(fallback_entries(mirror.as_ref(), &s.img.digest)
+        .await
+        .is_none());
+    assert_eq!(
+        fallback_entries(mirror.as_ref(), &s.img.children[1].digest)
+            .await
+            .unwrap(),
         vec![entry(&s.sbom)]
     );
 }

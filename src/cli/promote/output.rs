@@ -139,7 +139,11 @@ fn referrers_line(i: &ImageReport, dry_run: bool) -> Option<String> {
         .iter()
         .filter(|f| !f.present)
         .map(|f| {
-            let kind = f.referrer.artifact_type.as_deref().unwrap_or(&f.referrer.media_type);
+            let kind = f
+                .referrer
+                .artifact_type
+                .as_deref()
+                .unwrap_or(&f.referrer.media_type);
             match &f.tag {
                 Some(t) => format!("{t} ({kind})"),
                 None => format!("{kind} {}", short(&f.referrer.digest)),
@@ -150,7 +154,11 @@ fn referrers_line(i: &ImageReport, dry_run: bool) -> Option<String> {
     let verb = if dry_run { "would copy" } else { "copied" };
     let mut line = match moving.is_empty() {
         true => format!("{present} already present"),
-        false => format!("{verb} {}: {}; {present} already present", moving.len(), moving.join(", ")),
+        false => format!(
+            "{verb} {}: {}; {present} already present",
+            moving.len(),
+            moving.join(", ")
+        ),
     };
     if !i.referrer_tags.is_empty() {
         line.push_str(&format!("; tags written: {}", i.referrer_tags.join(", ")));

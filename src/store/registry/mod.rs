@@ -30,9 +30,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::creds::{Anonymous, CredentialSource};
+use crate::digest::Digest;
 use crate::error::{Op, Result};
 use crate::manifest::{Descriptor, RawManifest};
-use crate::digest::Digest;
 use crate::referrers::Referrer;
 use crate::store::{BlobSource, BlobStream, Linked, RepoLocation, Store, Target};
 

@@ -90,7 +90,11 @@ pub async fn list(
 }
 
 /// The API's answer, every page; `None` when the registry has no referrers API.
-async fn from_api(repo: &Repo, subject: &Digest, types: &[String]) -> Result<Option<Vec<Referrer>>> {
+async fn from_api(
+    repo: &Repo,
+    subject: &Digest,
+    types: &[String],
+) -> Result<Option<Vec<Referrer>>> {
     let ctx = repo.ctx(Op::ListReferrers, subject.to_string());
     let mut url = repo.url(&format!("referrers/{subject}"));
     // The API filters by one type; several are filtered here.
@@ -99,10 +103,14 @@ async fn from_api(repo: &Repo, subject: &Digest, types: &[String]) -> Result<Opt
     }
     let mut out = Vec::new();
     for _ in 0..MAX_PAGES {
-        let req = Req::new(Method::GET, url.clone(), repo.pull(), Kind::Other)
-            .header(ACCEPT, OCI_INDEX);
+        let req =
+            Req::new(Method::GET, url.clone(), repo.pull(), Kind::Other).header(ACCEPT, OCI_INDEX);
         let too_large = || {
-            referrers_err(repo, subject, format!("a referrers page is larger than {MAX_PAGE} bytes"))
+            referrers_err(
+                repo,
+                subject,
+                format!("a referrers page is larger than {MAX_PAGE} bytes"),
+            )
         };
         let f = repo
             .transport()
@@ -115,7 +123,11 @@ async fn from_api(repo: &Repo, subject: &Digest, types: &[String]) -> Result<Opt
             return Ok(None);
         }
         let Some(page) = parse_index(&f.body) else {
-            return Err(referrers_err(repo, subject, "the referrers API answered an unreadable index".into()));
+            return Err(referrers_err(
+                repo,
+                subject,
+                "the referrers API answered an unreadable index".into(),
+            ));
         };
         let filtered = header_str(&f.headers, OCI_FILTERS_APPLIED)
             .is_some_and(|v| v.split(',').any(|f| f.trim() == "artifactType"));
@@ -131,7 +143,11 @@ async fn from_api(repo: &Repo, subject: &Digest, types: &[String]) -> Result<Opt
 
 /// The fallback tag's index, filtered; none when the tag is absent, is not an index, or is the
 /// subject itself (a registry resolving `sha256-<hex>` as the digest).
-async fn from_fallback_tag(repo: &Repo, subject: &Digest, types: &[String]) -> Result<Vec<Referrer>> {
+async fn from_fallback_tag(
+    repo: &Repo,
+    subject: &Digest,
+    types: &[String],
+) -> Result<Vec<Referrer>> {
     let tag = fallback_tag(subject);
     let m = match get(repo, &Target::Tag(tag)).await {
         Ok(m) => m,
@@ -179,27 +195,42 @@ pub async fn link(
         let existing = match get(repo, &target).await {
             Ok(m) if m.is_index() && &m.digest != subject => match parse_index(&m.bytes) {
                 Some(entries) => entries,
-                None => return Err(referrers_err(repo, subject, format!("the fallback tag {tag} holds an index ferry cannot read"))),
+                None => {
+                    return Err(referrers_err(
+                        repo,
+                        subject,
+                        format!("the fallback tag {tag} holds an index ferry cannot read"),
+                    ))
+                }
             },
-            Ok(m) => {
-                return Err(referrers_err(
-                    repo,
-                    subject,
-                    format!("the fallback tag {tag} names {} ({}), not a referrers index; not overwritten", m.digest, m.media_type),
-                ))
-            }
+            Ok(m) => return Err(referrers_err(
+                repo,
+                subject,
+                format!(
+                    "the fallback tag {tag} names {} ({}), not a referrers index; not overwritten",
+                    m.digest, m.media_type
+                ),
+            )),
             Err(e) if e.is_not_found() => Vec::new(),
             Err(e) => return Err(e),
         };
         let Some(merged) = merge(&existing, referrers) else {
-            return Ok(if wrote { Linked::Updated } else { Linked::Unchanged });
+            return Ok(if wrote {
+                Linked::Updated
+            } else {
+                Linked::Unchanged
+            });
         };
         let index = build_index(&merged);
         put_one(repo, &index, &target).await?;
         wrote = true;
         match resolve(repo, &target).await? {
-            Some(Descriptor { digest, .. }) if digest == index.digest => return Ok(Linked::Updated),
-            _ => tracing::debug!(registry = %repo.registry(), %tag, "fallback tag changed by another writer; merging again"),
+            Some(Descriptor { digest, .. }) if digest == index.digest => {
+                return Ok(Linked::Updated)
+            }
+            _ => {
+                tracing::debug!(registry = %repo.registry(), %tag, "fallback tag changed by another writer; merging again")
+            }
         }
     }
     Err(referrers_err(
