@@ -307,7 +307,7 @@ fn referrers(f: &PlanFile, e: &ImageEntry) -> Option<ReferrerOptions> {
         .unwrap_or_default();
     Some(ReferrerOptions {
         // A type filter alone means "these referrers".
-        enabled: enabled.map_or(true, |b| **b),
+        enabled: enabled.is_none_or(|b| **b),
         artifact_types,
     })
 }

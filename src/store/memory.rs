@@ -166,7 +166,7 @@ impl Store for MemoryStore {
             .map(crate::referrers::Referrer::of)
             .filter(|r| crate::referrers::wanted(types, r))
             .collect();
-        out.sort_by(|a, b| a.digest.to_string().cmp(&b.digest.to_string()));
+        out.sort_by_key(|a| a.digest.to_string());
         Ok(out)
     }
 
