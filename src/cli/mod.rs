@@ -71,8 +71,7 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// List the tags of a repository (sorted, every page), or the images of an OCI layout.
     Ls(ls::LsArgs),
-    /// Show what refers to an image: signatures, SBOMs, attestations (OCI 1.1 referrers and
-    /// cosign's legacy tags), as a tree.
+    /// Show what refers to an image (signatures, SBOMs, attestations) as a tree.
     Referrers(referrers::ReferrersCmdArgs),
     /// Delete a tag or a manifest (a tag never takes a manifest that other tags still name).
     Delete(delete::DeleteArgs),
