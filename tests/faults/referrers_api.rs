@@ -256,3 +256,45 @@ async fn a_concurrent_writer_of_the_fallback_tag_is_caught_and_merged_with() {
         .count();
     assert_eq!(puts, 2, "written, found changed, merged and written again");
 }
+
+#[tokio::test]
+async fn referrers_are_pushed_after_their_subject_and_before_the_tags() {
+    use ferry::store::memory::{MemoryStore, Write};
+    let src = MemoryStore::new("src");
+    let (image, refs) = seed(&src, 1).await;
+    let on_sbom = signature(&refs[1].descriptor(), 5);
+    push(&src, &on_sbom, &[]).await;
+    let dst = MemoryStore::new("dst");
+    let r = Copier::new(Arc::new(Silent))
+        .copy(&src, &Target::Tag("v1".into()), &dst, &["v1".into()], &with_referrers())
+        .await
+        .unwrap();
+    assert_eq!(r.referrers.len(), 4, "{r:#?}");
+    let writes = dst.writes();
+    let at = |w: &Write| {
+        writes
+            .iter()
+            .position(|x| x == w)
+            .unwrap_or_else(|| panic!("{w:?} not written: {writes:?}"))
+    };
+    let root = at(&Write::Manifest(image.digest()));
+    let tag = at(&Write::Tag("v1".into(), image.digest()));
+    for a in refs.iter().chain([&on_sbom]) {
+        let m = at(&Write::Manifest(a.digest()));
+        assert!(root < m && m < tag, "{writes:?}");
+        for (d, _) in &a.blobs {
+            assert!(at(&Write::Blob(d.digest.clone())) < m, "{writes:?}");
+        }
+    }
+    assert!(
+        at(&Write::Manifest(refs[1].digest())) < at(&Write::Manifest(on_sbom.digest())),
+        "a referrer of a referrer after its subject"
+    );
+    // Without the option, only the image.
+    let plain = MemoryStore::new("plain");
+    Copier::new(Arc::new(Silent))
+        .copy(&src, &Target::Tag("v1".into()), &plain, &["v1".into()], &CopyOptions::default())
+        .await
+        .unwrap();
+    assert!(plain.referrers(&image.digest(), &[]).await.unwrap().is_empty());
+}
