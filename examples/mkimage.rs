@@ -75,7 +75,12 @@ impl ferry::store::BlobSource for Mem {
 }
 
 /// `n` referrers of each subject, written into the layout at `dir`.
-async fn add_referrers(dir: &std::path::Path, subjects: &[ferry::manifest::Descriptor], n: usize, seed: u64) {
+async fn add_referrers(
+    dir: &std::path::Path,
+    subjects: &[ferry::manifest::Descriptor],
+    n: usize,
+    seed: u64,
+) {
     use ferry::store::Store;
     let kinds = [
         ("application/vnd.dev.sigstore.bundle.v0.3+json", 4 * 1024),
@@ -93,15 +98,25 @@ async fn add_referrers(dir: &std::path::Path, subjects: &[ferry::manifest::Descr
         (d, bytes::Bytes::from(bytes))
     };
     let empty = put(b"{}".to_vec(), "application/vnd.oci.empty.v1+json");
-    layout.put_blob(&empty.0, &Mem(empty.1.clone())).await.unwrap();
+    layout
+        .put_blob(&empty.0, &Mem(empty.1.clone()))
+        .await
+        .unwrap();
     for (s, subject) in subjects.iter().enumerate() {
         for i in 0..n {
             let (artifact_type, size) = kinds[i % kinds.len()];
-            let mut body = format!("{{\"subject\":\"{}\",\"n\":{i},\"seed\":{seed},\"pad\":\"", subject.digest).into_bytes();
+            let mut body = format!(
+                "{{\"subject\":\"{}\",\"n\":{i},\"seed\":{seed},\"pad\":\"",
+                subject.digest
+            )
+            .into_bytes();
             body.extend(std::iter::repeat_n(b'a' + (s + i) as u8 % 26, size));
             body.extend_from_slice(b"\"}");
             let layer = put(body, artifact_type);
-            layout.put_blob(&layer.0, &Mem(layer.1.clone())).await.unwrap();
+            layout
+                .put_blob(&layer.0, &Mem(layer.1.clone()))
+                .await
+                .unwrap();
             let doc = serde_json::json!({
                 "schemaVersion": 2,
                 "mediaType": ferry::manifest::OCI_MANIFEST,
@@ -112,7 +127,11 @@ async fn add_referrers(dir: &std::path::Path, subjects: &[ferry::manifest::Descr
                 "annotations": {"org.opencontainers.image.created": "2026-12-01T00:00:00Z"},
             });
             let bytes = serde_json::to_vec(&doc).unwrap();
-            let m = ferry::manifest::RawManifest::new(bytes.into(), Some(ferry::manifest::OCI_MANIFEST)).unwrap();
+            let m = ferry::manifest::RawManifest::new(
+                bytes.into(),
+                Some(ferry::manifest::OCI_MANIFEST),
+            )
+            .unwrap();
             layout.put_manifest(&m, &[]).await.unwrap();
         }
     }

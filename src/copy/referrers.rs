@@ -16,6 +16,9 @@ use crate::manifest::{Children, RawManifest};
 use crate::referrers::{cosign_tags, Referrer, ReferrerOptions};
 use crate::store::{Linked, Store, Target};
 
+/// Fallback tags written at once in the tag phase.
+const LINKS_IN_FLIGHT: usize = 4;
+
 /// Levels of referrers of referrers followed (a signature on an SBOM on an image is 2).
 const MAX_DEPTH: usize = 8;
 
@@ -125,11 +128,17 @@ pub async fn add(
             unique.push((s, r));
         }
     }
-    let fetched: Vec<(RawManifest, bool)> = futures::stream::iter(&unique)
+    let fetched: Vec<Option<(RawManifest, bool)>> = futures::stream::iter(&unique)
         .map(|(_, r)| fetch(src, dst, r))
         .buffered(jobs)
         .try_collect()
         .await?;
+    // A list entry whose manifest is gone from the source (a stale fallback index) is skipped.
+    let (unique, fetched): (Vec<_>, Vec<_>) = unique
+        .into_iter()
+        .zip(fetched)
+        .filter_map(|(u, f)| f.map(|f| (u, f)))
+        .unzip();
     // The destination lists each referrer as its manifest says (artifactType hoisted,
     // annotations copied), whatever the source's list said.
     let entries: HashMap<Digest, Referrer> = fetched
@@ -137,8 +146,13 @@ pub async fn add(
         .map(|(m, _)| (m.digest.clone(), Referrer::of(m)))
         .collect();
     for (subject, digests) in links {
-        let list = digests.iter().map(|d| entries[d].clone()).collect();
-        graph.links.subjects.push((subject, list));
+        let list: Vec<Referrer> = digests
+            .iter()
+            .filter_map(|d| entries.get(d).cloned())
+            .collect();
+        if !list.is_empty() {
+            graph.links.subjects.push((subject, list));
+        }
     }
     for ((subject, r), (m, present)) in unique.into_iter().zip(fetched) {
         graph.found.push(FoundReferrer {
@@ -155,10 +169,23 @@ pub async fn add(
 }
 
 /// A referrer's manifest from `src` (its size checked against the list's) and whether `dst`
-/// has it.
-async fn fetch(src: &dyn Store, dst: &dyn Store, r: &Referrer) -> Result<(RawManifest, bool)> {
+/// has it; `None` when the source lists it but does not have it.
+async fn fetch(
+    src: &dyn Store,
+    dst: &dyn Store,
+    r: &Referrer,
+) -> Result<Option<(RawManifest, bool)>> {
     let target = Target::Digest(r.digest.clone());
-    let (m, present) = futures::try_join!(src.get_manifest(&target), dst.resolve(&target))?;
+    let (m, present) = futures::join!(src.get_manifest(&target), dst.resolve(&target));
+    let m = match m {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => {
+            tracing::warn!(location = %src.location(), digest = %r.digest, "a referrers list names a manifest the source does not have; skipped");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let present = present?;
     if m.bytes.len() as u64 != r.size {
         return Err(Error::SizeMismatch {
             location: src.location(),
@@ -167,7 +194,7 @@ async fn fetch(src: &dyn Store, dst: &dyn Store, r: &Referrer) -> Result<(RawMan
             actual: m.bytes.len() as u64,
         });
     }
-    Ok((m, present.is_some()))
+    Ok(Some((m, present.is_some())))
 }
 
 /// Adds `m` (a manifest the destination lacks) to the graph: its blobs and children not yet
@@ -258,12 +285,21 @@ async fn legacy_tags(
 /// merged and written where the registry does not list referrers itself), then each legacy
 /// tag. Returns the tags written.
 pub async fn link(dst: &dyn Store, links: &Links) -> Result<Vec<String>> {
-    let mut written = Vec::new();
-    for (subject, referrers) in &links.subjects {
-        if dst.link_referrers(subject, referrers).await? == Linked::Updated {
-            written.push(crate::referrers::fallback_tag(subject));
-        }
-    }
+    // Each subject has its own fallback tag: they are written side by side.
+    let linked: Vec<(&Digest, Linked)> = futures::stream::iter(&links.subjects)
+        .map(|(subject, referrers)| async move {
+            dst.link_referrers(subject, referrers)
+                .await
+                .map(|l| (subject, l))
+        })
+        .buffered(LINKS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let mut written: Vec<String> = linked
+        .into_iter()
+        .filter(|(_, l)| *l == Linked::Updated)
+        .map(|(s, _)| crate::referrers::fallback_tag(s))
+        .collect();
     for (tag, m) in &links.legacy_tags {
         dst.put_manifest(m, std::slice::from_ref(tag)).await?;
         written.push(tag.clone());

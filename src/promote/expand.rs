@@ -317,6 +317,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn referrer_keys_per_image_replace_the_defaults() {
+        let text =
+            "defaults:\n  registry: r.io\n  tags: [x]\n  referrers-type: [application/spdx+json]\n\
+                    images:\n  - source: a/b:1\n  - source: a/c:1\n    referrers: false\n";
+        let plan = Plan::parse("p.yaml", text, &Vars::new()).unwrap();
+        let spdx = ReferrerOptions {
+            enabled: true,
+            artifact_types: vec!["application/spdx+json".into()],
+        };
+        assert_eq!(plan.images[0].referrers, Some(spdx));
+        let off = plan.images[1].referrers.as_ref().unwrap();
+        assert!(!off.enabled);
+        let plain = Plan::parse(
+            "p.yaml",
+            "defaults: {registry: d.io}\nimages:\n  - source: r.io/a:1\n    tags: [x]\n",
+            &Vars::new(),
+        )
+        .unwrap();
+        assert_eq!(plain.images[0].referrers, None, "the run's options apply");
+        let bad = Plan::parse("p.yaml", "defaults: {registry: d.io}\nimages:\n  - source: r.io/a:1\n    tags: [x]\n    referrers: maybe\n", &Vars::new());
+        assert!(bad.unwrap_err().to_string().contains("p.yaml"));
+    }
+
+    #[test]
     fn registry_detection() {
         assert!(names_registry("prod.example.com/team/api"));
         assert!(names_registry("127.0.0.1:5000/api"));

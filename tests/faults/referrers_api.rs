@@ -266,7 +266,13 @@ async fn referrers_are_pushed_after_their_subject_and_before_the_tags() {
     push(&src, &on_sbom, &[]).await;
     let dst = MemoryStore::new("dst");
     let r = Copier::new(Arc::new(Silent))
-        .copy(&src, &Target::Tag("v1".into()), &dst, &["v1".into()], &with_referrers())
+        .copy(
+            &src,
+            &Target::Tag("v1".into()),
+            &dst,
+            &["v1".into()],
+            &with_referrers(),
+        )
         .await
         .unwrap();
     assert_eq!(r.referrers.len(), 4, "{r:#?}");
@@ -293,8 +299,48 @@ async fn referrers_are_pushed_after_their_subject_and_before_the_tags() {
     // Without the option, only the image.
     let plain = MemoryStore::new("plain");
     Copier::new(Arc::new(Silent))
-        .copy(&src, &Target::Tag("v1".into()), &plain, &["v1".into()], &CopyOptions::default())
+        .copy(
+            &src,
+            &Target::Tag("v1".into()),
+            &plain,
+            &["v1".into()],
+            &CopyOptions::default(),
+        )
         .await
         .unwrap();
-    assert!(plain.referrers(&image.digest(), &[]).await.unwrap().is_empty());
+    assert!(plain
+        .referrers(&image.digest(), &[])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_fallback_entry_at_the_source_is_skipped() {
+    let server = FaultServer::start(FaultConfig::default());
+    let src = RegistryStore::new(client(&server.host()), "team/app");
+    let (image, refs) = seed(&src, 1).await;
+    let gone = signature(&image.descriptor(), 404);
+    let listed: Vec<Referrer> = [&refs[0], &gone]
+        .iter()
+        .map(|a| Referrer::of(&a.manifest))
+        .collect();
+    let index = ferry::referrers::build_index(&listed);
+    let tag = fallback_tag(&image.digest());
+    server.put_manifest("team/app", &tag, &index.bytes, &index.media_type);
+    let dst_server = FaultServer::start(FaultConfig::default());
+    let dst = RegistryStore::new(client(&dst_server.host()), "prod/app");
+    let r = Copier::new(Arc::new(Silent))
+        .copy(
+            &src,
+            &Target::Tag("v1".into()),
+            &dst,
+            &["v1".into()],
+            &with_referrers(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.referrers.len(), 1, "{r:#?}");
+    let entries = fallback_entries(&dst, &image.digest()).await.unwrap();
+    assert_eq!(sorted(entries), digests(&[&refs[0]]));
 }

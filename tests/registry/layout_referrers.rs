@@ -47,7 +47,10 @@ async fn referrers_go_through_a_layout_and_back() {
     assert_eq!(got, want);
     let index = std::fs::read_to_string(dir.path().join("index.json")).unwrap();
     assert!(index.contains(&sig.digest().to_string()), "{index}");
-    let only_sbom = layout.referrers(&image.digest(), &[SPDX.into()]).await.unwrap();
+    let only_sbom = layout
+        .referrers(&image.digest(), &[SPDX.into()])
+        .await
+        .unwrap();
     assert_eq!(only_sbom, vec![Referrer::of(&bom.manifest)]);
 
     let back = RegistryStore::new(c, "prod/app");

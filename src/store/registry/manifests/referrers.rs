@@ -203,14 +203,16 @@ pub async fn link(
                     ))
                 }
             },
-            Ok(m) => return Err(referrers_err(
-                repo,
-                subject,
-                format!(
+            Ok(m) => {
+                return Err(referrers_err(
+                    repo,
+                    subject,
+                    format!(
                     "the fallback tag {tag} names {} ({}), not a referrers index; not overwritten",
                     m.digest, m.media_type
                 ),
-            )),
+                ))
+            }
             Err(e) if e.is_not_found() => Vec::new(),
             Err(e) => return Err(e),
         };
