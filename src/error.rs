@@ -250,6 +250,15 @@ pub enum Error {
         others: Vec<String>,
     },
 
+    /// The referrers of an image could not be listed or linked at a store: a fallback tag that
+    /// is not an index, or another writer that kept changing it.
+    #[error("referrers of {subject} at {location}: {reason}")]
+    Referrers {
+        location: String,
+        subject: Digest,
+        reason: String,
+    },
+
     /// Several independent failures (e.g. several blobs of one copy).
     #[error("{} operations failed; first: {}", .0.len(), .0[0])]
     Many(Vec<Error>),

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod progress;
 pub mod promote;
 pub mod reference;
+pub mod referrers;
 pub mod store;
 
 pub use digest::Digest;

@@ -69,6 +69,8 @@ pub struct CopyArgs {
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<std::path::PathBuf>,
     #[command(flatten)]
+    pub referrers: super::referrers::ReferrerArgs,
+    #[command(flatten)]
     pub transport: TransportArgs,
 }
 
@@ -123,6 +125,8 @@ async fn copy_with(args: &CopyArgs, ledger: Arc<BlobLedger>) -> Result<()> {
     let opts = CopyOptions {
         platforms: args.platforms.clone(),
         jobs: args.jobs.max(1),
+        // Opt-in for copy, as peers do (promote copies them by default).
+        referrers: args.referrers.options(false),
     };
     let prepared = copier
         .prepare(src.as_ref(), &target, dst.as_ref(), &tags, &opts)
@@ -209,4 +213,16 @@ fn print_report(r: &CopyReport, json: bool, quiet: bool) {
         r.manifests_present,
         r.seconds
     );
+    if !r.referrers.is_empty() {
+        let moved = r.referrers.iter().filter(|f| !f.present).count();
+        println!(
+            "  referrers: {} found, {moved} copied; referrer tags written: {}",
+            r.referrers.len(),
+            if r.referrer_tags.is_empty() {
+                "none".to_string()
+            } else {
+                r.referrer_tags.join(", ")
+            }
+        );
+    }
 }

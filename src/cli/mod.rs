@@ -10,6 +10,7 @@ mod inspect;
 mod ls;
 pub mod progress;
 mod promote;
+pub mod referrers;
 mod settings;
 mod tag;
 
@@ -70,6 +71,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// List the tags of a repository (sorted, every page), or the images of an OCI layout.
     Ls(ls::LsArgs),
+    /// Show what refers to an image (signatures, SBOMs, attestations) as a tree.
+    Referrers(referrers::ReferrersCmdArgs),
     /// Delete a tag or a manifest (a tag never takes a manifest that other tags still name).
     Delete(delete::DeleteArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
@@ -89,6 +92,7 @@ impl Cli {
             Command::Inspect(args) => inspect::run(args).await,
             Command::Ls(args) => ls::run(args).await,
             Command::Delete(args) => delete::run(args).await,
+            Command::Referrers(args) => referrers::run(args).await,
             Command::Completions(args) => docs::completions(args),
             Command::Man(args) => docs::man(args),
         }
@@ -163,6 +167,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::BadAnswer { .. }
         | Error::Upload { .. }
         | Error::Unsupported { .. }
+        | Error::Referrers { .. }
         | Error::Output { .. } => exit::FAILED,
     }
 }

@@ -121,6 +121,8 @@ pub struct PromoteArgs {
     #[arg(long = "registry-limit", value_name = "HOST=N")]
     pub registry_limits: Vec<String>,
     #[command(flatten)]
+    pub referrers: super::referrers::ReferrerArgs,
+    #[command(flatten)]
     pub transport: TransportArgs,
     #[command(flatten)]
     pub chart_servers: ChartServerArgs,
@@ -160,7 +162,16 @@ pub async fn run(args: PromoteArgs) -> Result<()> {
         force: args.guard.force,
         images: args.images.max(1),
         jobs: args.jobs.max(1),
+        // On by default for promote: a release keeps its signatures and SBOMs.
+        referrers: args.referrers.options(true),
     };
+    // An explicit flag wins over the plan's `referrers:` keys.
+    let mut plan = plan;
+    if args.referrers.explicit().is_some() {
+        for image in &mut plan.images {
+            image.referrers = None;
+        }
+    }
     let endpoints = Endpoints {
         transport: &args.transport,
         chart_servers: &args.chart_servers,
@@ -284,6 +295,7 @@ pub fn one_image(
             tags,
             expect_digest: guard.expect_digest.clone(),
             overwrite: Overwrite::Never,
+            referrers: None,
         }],
         charts: Vec::new(),
         limits: Vec::new(),

@@ -22,6 +22,13 @@ pub struct Graph {
     pub manifests: Vec<RawManifest>,
     /// Unique blobs, largest first.
     pub blobs: Vec<Descriptor>,
+    /// Referrer manifests (and their children) the destination lacks, pushed after the root,
+    /// each after its subject.
+    pub referrers: Vec<RawManifest>,
+    /// What the tag phase writes so that the referrers are found from their subjects.
+    pub links: super::referrers::Links,
+    /// Every referrer found (present at the destination or not), for reports.
+    pub found: Vec<super::referrers::FoundReferrer>,
 }
 
 /// Collects the graph under `root`, fetching child manifests from `src` with `jobs` in flight.

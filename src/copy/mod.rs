@@ -2,11 +2,17 @@
 //!
 //! Ordering contract: a tag is written only after every blob and manifest it names is present at
 //! the destination (verified by the destination store while streaming, or by a HEAD).
+//!
+//! Referrers (with [`CopyOptions::referrers`]): the signatures, SBOMs and attestations of every
+//! manifest copied are graph nodes too: their blobs go with the image's, their manifests are
+//! pushed after the root; their fallback tags and cosign's legacy tags are written in the tag
+//! phase, before the image's own tags.
 
 mod blobs;
 mod graph;
 mod limits;
 mod location_cache;
+pub mod referrers;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,11 +24,13 @@ pub use blobs::{copy_blob, BlobLedger, Known};
 pub use graph::{collect, select_platforms, Graph, Selection};
 pub use limits::{Permits, RegistryLimits};
 pub use location_cache::{LocationCache, MAX_ENTRIES as LOCATION_CACHE_ENTRIES};
+pub use referrers::{FoundReferrer, Links};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Platform, RawManifest};
 use crate::progress::Reporter;
+use crate::referrers::ReferrerOptions;
 use crate::store::{BlobOutcome, Store, Target};
 
 /// Per-call options of a copy.
@@ -32,6 +40,8 @@ pub struct CopyOptions {
     pub platforms: Vec<Platform>,
     /// Blob transfers in flight at once.
     pub jobs: usize,
+    /// Which referrers travel with the image (default: none).
+    pub referrers: ReferrerOptions,
 }
 
 impl Default for CopyOptions {
@@ -39,6 +49,7 @@ impl Default for CopyOptions {
         CopyOptions {
             platforms: Vec::new(),
             jobs: 8,
+            referrers: ReferrerOptions::none(),
         }
     }
 }
@@ -87,6 +98,12 @@ pub struct CopyReport {
     pub manifests_present: usize,
     /// True when every tag already pointed at the digest: nothing was written.
     pub unchanged: bool,
+    /// The referrers found for the image (with `--referrers`), moved or already there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<FoundReferrer>,
+    /// Referrer tags written: fallback indexes (`sha256-<hex>`) and cosign legacy tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrer_tags: Vec<String>,
     pub seconds: f64,
 }
 
@@ -94,6 +111,10 @@ pub struct CopyReport {
 pub struct Prepared {
     pub root: RawManifest,
     pub report: CopyReport,
+    /// Every tag already names the root (then only referrers may need writing).
+    pub tags_current: bool,
+    /// The referrer tags the tag phase writes.
+    pub links: Links,
 }
 
 /// What a caller of [`Copier::push_graph_with`] knows of the root at the destination.
@@ -182,25 +203,47 @@ impl Copier {
             manifests_pushed: 0,
             manifests_present: 0,
             unchanged: false,
+            referrers: Vec::new(),
+            referrer_tags: Vec::new(),
             seconds: 0.0,
         };
-        if self.all_tags_current(dst, &root.digest, tags).await? {
+        let tags_current = self.all_tags_current(dst, &root.digest, tags).await?;
+        if tags_current && !opts.referrers.enabled {
             report.unchanged = true;
             report.manifests_present = 1;
             report.seconds = started.elapsed().as_secs_f64();
-            return Ok(Prepared { root, report });
+            return Ok(Prepared {
+                root,
+                report,
+                tags_current,
+                links: Links::default(),
+            });
         }
-        let graph = collect(src, &root, opts.jobs).await?;
+        let mut graph = match tags_current {
+            true => Graph::default(),
+            false => collect(src, &root, opts.jobs).await?,
+        };
+        if opts.referrers.enabled {
+            let known = (!tags_current).then_some(&graph);
+            let subjects = referrers::subjects(&root, selection, known);
+            referrers::add(src, dst, &mut graph, subjects, &opts.referrers, opts.jobs).await?;
+        }
         let pushed = self.push_graph(src, dst, &root, &graph, opts.jobs).await?;
         report.blobs = pushed.blobs;
         report.manifests_pushed = pushed.manifests_pushed;
         report.manifests_present = pushed.manifests_present;
+        report.referrers = std::mem::take(&mut graph.found);
         report.seconds = started.elapsed().as_secs_f64();
-        Ok(Prepared { root, report })
+        Ok(Prepared {
+            root,
+            report,
+            tags_current,
+            links: std::mem::take(&mut graph.links),
+        })
     }
 
     /// Makes `root` and everything `graph` (collected under it) names present at `dst`: blobs
-    /// first, then child manifests, then `root` by digest. Writes no tag.
+    /// first, then child manifests, then `root` by digest, then the referrers. Writes no tag.
     pub async fn push_graph(
         &self,
         src: &dyn Store,
@@ -215,7 +258,7 @@ impl Copier {
 
     /// [`Copier::push_graph`] for a caller that just looked the root up at `dst`: a root known
     /// to be absent is pushed without asking again. Child manifests (every blob being present)
-    /// are pushed concurrently, up to `jobs` at once; the root goes last.
+    /// are pushed concurrently, up to `jobs` at once; then the root, then the referrers.
     pub async fn push_graph_with(
         &self,
         src: &dyn Store,
@@ -248,10 +291,15 @@ impl Copier {
             1 => return Err(errors.pop().expect("one error")),
             _ => return Err(Error::Many(errors)),
         }
-        if self.push_manifest(dst, root, root_absent).await? {
-            pushed.manifests_pushed += 1;
-        } else {
-            pushed.manifests_present += 1;
+        // The root, then the referrers in order (a referrer after its subject).
+        let mut absent = root_absent;
+        for m in std::iter::once(root).chain(&graph.referrers) {
+            if self.push_manifest(dst, m, absent).await? {
+                pushed.manifests_pushed += 1;
+            } else {
+                pushed.manifests_present += 1;
+            }
+            absent = false;
         }
         Ok(pushed)
     }
@@ -263,14 +311,25 @@ impl Copier {
         prepared: Prepared,
         tags: &[String],
     ) -> Result<CopyReport> {
-        let Prepared { root, mut report } = prepared;
+        let Prepared {
+            root,
+            mut report,
+            tags_current,
+            links,
+        } = prepared;
         let started = Instant::now();
-        if !report.unchanged && !tags.is_empty() {
+        // Signatures first: a release tag never appears without them.
+        report.referrer_tags = referrers::link(dst, &links).await?;
+        if !report.unchanged && !tags_current && !tags.is_empty() {
             dst.put_manifest(&root, tags).await?;
             for t in tags {
                 self.reporter.tagged(&dst.location(), t, &root.digest);
             }
         }
+        report.unchanged |= tags_current
+            && report.manifests_pushed == 0
+            && report.blobs.copied + report.blobs.mounted == 0
+            && report.referrer_tags.is_empty();
         report.seconds += started.elapsed().as_secs_f64();
         Ok(report)
     }

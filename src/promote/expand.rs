@@ -14,6 +14,7 @@ use super::{Overwrite, Plan, PlannedImage};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::{is_valid_tag, ImageRef, RegistryRef};
+use crate::referrers::ReferrerOptions;
 
 impl Plan {
     /// Reads and checks a plan file; `vars` (from `--var`) override the file's values.
@@ -133,6 +134,7 @@ impl Expander<'_> {
             tags: tags?,
             expect_digest,
             overwrite,
+            referrers: referrers(f, e),
         })
     }
 
@@ -289,9 +291,54 @@ fn repository_key(r: &ImageRef) -> String {
     }
 }
 
+/// The image's `referrers:` / `referrers-type:` (each replacing the defaults' own key);
+/// `None` when neither the image nor the defaults say anything (the run's options apply).
+fn referrers(f: &PlanFile, e: &ImageEntry) -> Option<ReferrerOptions> {
+    let enabled = e.referrers.as_ref().or(f.defaults.referrers.as_ref());
+    let types = e
+        .referrers_type
+        .as_ref()
+        .or(f.defaults.referrers_type.as_ref());
+    if enabled.is_none() && types.is_none() {
+        return None;
+    }
+    let artifact_types: Vec<String> = types
+        .map(|t| t.iter().map(|s| s.to_string()).collect())
+        .unwrap_or_default();
+    Some(ReferrerOptions {
+        // A type filter alone means "these referrers".
+        enabled: enabled.is_none_or(|b| **b),
+        artifact_types,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn referrer_keys_per_image_replace_the_defaults() {
+        let text =
+            "defaults:\n  registry: r.io\n  tags: [x]\n  referrers-type: [application/spdx+json]\n\
+                    images:\n  - source: a/b:1\n  - source: a/c:1\n    referrers: false\n";
+        let plan = Plan::parse("p.yaml", text, &Vars::new()).unwrap();
+        let spdx = ReferrerOptions {
+            enabled: true,
+            artifact_types: vec!["application/spdx+json".into()],
+        };
+        assert_eq!(plan.images[0].referrers, Some(spdx));
+        let off = plan.images[1].referrers.as_ref().unwrap();
+        assert!(!off.enabled);
+        let plain = Plan::parse(
+            "p.yaml",
+            "defaults: {registry: d.io}\nimages:\n  - source: r.io/a:1\n    tags: [x]\n",
+            &Vars::new(),
+        )
+        .unwrap();
+        assert_eq!(plain.images[0].referrers, None, "the run's options apply");
+        let bad = Plan::parse("p.yaml", "defaults: {registry: d.io}\nimages:\n  - source: r.io/a:1\n    tags: [x]\n    referrers: maybe\n", &Vars::new());
+        assert!(bad.unwrap_err().to_string().contains("p.yaml"));
+    }
 
     #[test]
     fn registry_detection() {

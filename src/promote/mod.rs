@@ -15,6 +15,10 @@
 //! image is made present, and only then is any tag written. Any failure before that point means
 //! no tag is written; the [`PlanReport`] says what failed.
 //!
+//! Referrers (signatures, SBOMs: [`PromoteOptions::referrers`]): found in the first phase,
+//! pushed in the second with the image, made findable (fallback tags, cosign tags) at the start
+//! of the tag phase, before any release tag: a failure there also means no tag is written.
+//!
 //! Charts: a plan's charts are checked with the images (a chart that may not be published
 //! stops the plan before any tag is written) and pushed after every tag is written.
 
@@ -46,6 +50,7 @@ use crate::copy::{BlobLedger, Copier, RegistryLimits};
 use crate::digest::Digest;
 use crate::progress::Silent;
 use crate::reference::ImageRef;
+use crate::referrers::ReferrerOptions;
 use crate::store::{Store, Target};
 
 /// Which existing destination tags may be moved to a new digest (besides `--force`).
@@ -91,6 +96,8 @@ pub struct PlannedImage {
     pub tags: Vec<String>,
     pub expect_digest: Option<Digest>,
     pub overwrite: Overwrite,
+    /// The plan's `referrers:` / `referrers-type:` for this image; `None`: the run's.
+    pub referrers: Option<ReferrerOptions>,
 }
 
 /// One image with its stores opened: the unit [`Promoter`] works on.
@@ -102,6 +109,8 @@ pub struct Job {
     pub tags: Vec<String>,
     pub expect_digest: Option<Digest>,
     pub overwrite: Overwrite,
+    /// Which referrers travel with this image; `None`: [`PromoteOptions::referrers`].
+    pub referrers: Option<ReferrerOptions>,
 }
 
 /// Per-run options.
@@ -115,6 +124,9 @@ pub struct PromoteOptions {
     pub images: usize,
     /// Blob transfers in flight per image.
     pub jobs: usize,
+    /// Which referrers travel with each image (unless its job says otherwise). The library's
+    /// default is none; `ferry promote` turns them on unless `--no-referrers`.
+    pub referrers: ReferrerOptions,
 }
 
 impl Default for PromoteOptions {
@@ -124,6 +136,7 @@ impl Default for PromoteOptions {
             force: false,
             images: 8,
             jobs: 8,
+            referrers: ReferrerOptions::none(),
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   prefix: team                        # destination repository prefix
 //!   tags: ["{version}", "{major}.{minor}", latest]
 //!   overwrite: [latest]                 # tags that may move without --force ("*": any)
+//!   referrers: true                     # signatures/SBOMs travel too (default true)
+//!   referrers-type: [application/vnd.dev.sigstore.bundle.v0.3+json]   # only these types
 //! limits:                     # blob transfers in flight per registry
 //!   prod.example.com: 8
 //! images:
@@ -18,6 +20,7 @@
 //!     tags: ["{version}"]               # replaces defaults.tags
 //!     overwrite: []                     # replaces defaults.overwrite
 //!     vars: {version: 2.0.0}            # per-image values
+//!     referrers: false                  # replaces defaults.referrers (so does referrers-type)
 //! charts:                     # checked with the images, pushed after every tag
 //!   - path: deploy/chart                # a chart directory or a .tgz (relative to the plan)
 //!     destination: https://charts.example.com/team   # ChartMuseum, or oci://REGISTRY/PATH
@@ -51,12 +54,14 @@ pub(super) struct PlanFile {
 
 /// `defaults:` of a plan file.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct Defaults {
     pub registry: Option<Spanned<String>>,
     pub prefix: Option<Spanned<String>>,
     pub tags: Option<Vec<Spanned<String>>>,
     pub overwrite: Option<Vec<Spanned<String>>>,
+    pub referrers: Option<Spanned<bool>>,
+    pub referrers_type: Option<Vec<Spanned<String>>>,
 }
 
 /// One entry of `images:`.
@@ -70,6 +75,8 @@ pub(super) struct ImageEntry {
     pub overwrite: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub vars: BTreeMap<String, Spanned<String>>,
+    pub referrers: Option<Spanned<bool>>,
+    pub referrers_type: Option<Vec<Spanned<String>>>,
 }
 
 /// One entry of `charts:`.

@@ -107,6 +107,13 @@ pub struct ImageReport {
     pub tags: Vec<TagResult>,
     pub blobs: BlobSummary,
     pub manifests_pushed: usize,
+    /// Referrers found for the image (signatures, SBOMs), moved or already there; a dry run
+    /// lists those that would move (`present: false`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<crate::copy::FoundReferrer>,
+    /// Referrer tags written: fallback indexes (`sha256-<hex>`) and cosign legacy tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrer_tags: Vec<String>,
     pub seconds: f64,
     #[serde(serialize_with = "error_text")]
     pub error: Option<Error>,
@@ -132,6 +139,8 @@ impl ImageReport {
             tags: Vec::new(),
             blobs: BlobSummary::default(),
             manifests_pushed: 0,
+            referrers: Vec::new(),
+            referrer_tags: Vec::new(),
             seconds: 0.0,
             error: None,
         }

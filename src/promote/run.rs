@@ -28,6 +28,11 @@ pub(super) struct Resolved {
     pub(super) tags: Vec<TagResult>,
     /// Dry run only: which blobs the destination has.
     pub(super) presence: Presence,
+    /// Referrers found at the source (signatures, SBOMs), for the report.
+    pub(super) found: Vec<crate::copy::FoundReferrer>,
+    /// The root manifest was at the destination when phase 1 looked (a graph then holds only
+    /// referrers).
+    pub(super) root_present: bool,
 }
 
 /// Per-image state through the phases.
@@ -190,6 +195,10 @@ impl Promoter {
                 return;
             }
         }
+        self.link_all(jobs, slots).await;
+        if stopped(slots) {
+            return;
+        }
         let n = self.options.images.max(1);
         let results: Vec<(usize, Result<()>, f64)> =
             futures::stream::iter(slots.iter_mut().enumerate())
@@ -225,6 +234,9 @@ impl Promoter {
         let mut r = Ok(());
         if slot.wrote {
             r = self.recheck(job, slot).await;
+        }
+        if r.is_ok() {
+            r = self.link_referrers(job, slot).await;
         }
         if r.is_ok() {
             r = self.write_tags(job, slot).await;
@@ -278,6 +290,21 @@ impl Promoter {
         }
     }
 
+    /// Every image's referrer tags, before any release tag.
+    async fn link_all(&self, jobs: &[Job], slots: &mut [Slot]) {
+        let n = self.options.images.max(1);
+        let results: Vec<(usize, Result<()>)> = futures::stream::iter(slots.iter_mut().enumerate())
+            .map(|(i, slot)| async move { (i, self.link_referrers(&jobs[i], slot).await) })
+            .buffer_unordered(n)
+            .collect()
+            .await;
+        for (i, r) in results {
+            if let Err(e) = r {
+                self.finish(i, &mut slots[i], Err(e), 0.0);
+            }
+        }
+    }
+
     /// Records the first phase; false when the image cannot go on.
     fn settle_resolved(&self, i: usize, slot: &mut Slot, r: Result<Resolved>, t: Instant) -> bool {
         slot.report.seconds += t.elapsed().as_secs_f64();
@@ -293,6 +320,7 @@ impl Promoter {
         rep.media_type = Some(resolved.root.media_type.clone());
         rep.route = Some(resolved.route);
         rep.tags = resolved.tags.clone();
+        rep.referrers = resolved.found.clone();
         let location = slot.report.destination.clone();
         let refused = guard::refusals(&location, &resolved.root.digest, &resolved.tags);
         let bytes = resolved

@@ -7,7 +7,8 @@ use super::report::Route;
 use super::run::{reference, route, Resolved, Slot};
 use super::survey;
 use super::{Job, Promoter};
-use crate::copy::{collect, Pushed, RootKnown};
+use crate::copy::referrers::{self, subjects};
+use crate::copy::{collect, Graph, Pushed, RootKnown, Selection};
 use crate::error::Result;
 use crate::store::Target;
 
@@ -45,17 +46,52 @@ impl Promoter {
             graph: None,
             tags,
             presence: Vec::new(),
+            found: Vec::new(),
+            root_present: present,
         };
+        let jobs = self.options.jobs;
+        let referrers = job.referrers.as_ref().unwrap_or(&self.options.referrers);
+        let with_referrers = referrers.enabled && route != Route::SameRepository;
         if dry_run && route != Route::SameRepository {
-            let graph = collect(src, &resolved.root, self.options.jobs).await?;
-            resolved.presence = match present {
+            let mut graph = collect(src, &resolved.root, jobs).await?;
+            let image_blobs = graph.blobs.len();
+            if with_referrers {
+                let subjects = subjects(&resolved.root, Selection::Unchanged, Some(&graph));
+                referrers::add(src, dst, &mut graph, subjects, referrers, jobs).await?;
+            }
+            resolved.presence = match present && graph.blobs.len() == image_blobs {
                 true => survey::all_present(&graph.blobs),
-                false => survey::presence(dst, &graph.blobs, self.options.jobs).await?,
+                false => survey::presence(dst, &graph.blobs, jobs).await?,
             };
-        } else if !dry_run && !present && !refused {
-            resolved.graph = Some(collect(src, &resolved.root, self.options.jobs).await?);
+            resolved.found = std::mem::take(&mut graph.found);
+        } else if !dry_run && !refused {
+            let mut graph = match present {
+                true => None,
+                false => Some(collect(src, &resolved.root, jobs).await?),
+            };
+            if with_referrers {
+                let subjects = subjects(&resolved.root, Selection::Unchanged, graph.as_ref());
+                let g = graph.get_or_insert_with(Graph::default);
+                referrers::add(src, dst, g, subjects, referrers, jobs).await?;
+                resolved.found = std::mem::take(&mut g.found);
+            }
+            resolved.graph = graph;
         }
         Ok(resolved)
+    }
+
+    /// Start of phase 3: the referrers made findable from their subjects at the destination
+    /// (fallback tags merged, cosign tags written), before any release tag.
+    pub(super) async fn link_referrers(&self, job: &Job, slot: &mut Slot) -> Result<()> {
+        let Some(graph) = slot.resolved.as_ref().and_then(|r| r.graph.as_ref()) else {
+            return Ok(());
+        };
+        if graph.links.is_empty() {
+            return Ok(());
+        }
+        let written = referrers::link(job.destination.as_ref(), &graph.links).await?;
+        slot.report.referrer_tags = written;
+        Ok(())
     }
 
     /// Phase 2: every blob and manifest present at the destination (root by digest).
@@ -75,7 +111,10 @@ impl Promoter {
                 &res.root,
                 graph,
                 self.options.jobs,
-                RootKnown::Absent,
+                match res.root_present {
+                    true => RootKnown::Unknown,
+                    false => RootKnown::Absent,
+                },
             )
             .await
     }

@@ -21,6 +21,7 @@ use self::workdir::{TempArea, WriterLock};
 use crate::digest::Digest;
 use crate::error::{Error, Op, Result};
 use crate::manifest::{Children, Descriptor, ManifestError, RawManifest, MAX_MANIFEST_BYTES};
+use crate::referrers::Referrer;
 use crate::store::{BlobSource, BlobStream, Store, StoredImage, Target};
 
 pub use self::index::REF_NAME;
@@ -329,6 +330,32 @@ impl Store for LayoutStore {
 
     async fn list_tags(&self) -> Result<Vec<String>> {
         Ok(self.read_index().await?.tags())
+    }
+
+    /// The `index.json` entries (manifests, not indexes' children) whose `subject` is
+    /// `subject`: a layout lists its referrers as entries of their own (ferry adds one for
+    /// every manifest pushed untagged).
+    async fn referrers(&self, subject: &Digest, types: &[String]) -> Result<Vec<Referrer>> {
+        let idx = self.read_index().await?;
+        let mut out: Vec<Referrer> = Vec::new();
+        for entry in idx.entries() {
+            if &entry.desc.digest == subject || out.iter().any(|r| r.digest == entry.desc.digest) {
+                continue;
+            }
+            let Some(m) = self
+                .load_manifest(&entry.desc.digest, Some(&entry.desc))
+                .await?
+            else {
+                continue;
+            };
+            if m.subject().is_some_and(|s| &s.digest == subject) {
+                let r = Referrer::of(&m);
+                if crate::referrers::wanted(types, &r) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn list_images(&self) -> Result<Option<Vec<StoredImage>>> {

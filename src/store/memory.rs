@@ -152,6 +152,24 @@ impl Store for MemoryStore {
         Ok(size)
     }
 
+    /// Every stored manifest whose `subject` is `subject` (sorted by digest).
+    async fn referrers(
+        &self,
+        subject: &Digest,
+        types: &[String],
+    ) -> Result<Vec<crate::referrers::Referrer>> {
+        let c = self.content.lock().unwrap();
+        let mut out: Vec<_> = c
+            .manifests
+            .values()
+            .filter(|m| m.subject().is_some_and(|s| &s.digest == subject))
+            .map(crate::referrers::Referrer::of)
+            .filter(|r| crate::referrers::wanted(types, r))
+            .collect();
+        out.sort_by_key(|a| a.digest.to_string());
+        Ok(out)
+    }
+
     async fn list_tags(&self) -> Result<Vec<String>> {
         let mut tags: Vec<String> = self.content.lock().unwrap().tags.keys().cloned().collect();
         tags.sort();

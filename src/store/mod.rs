@@ -6,6 +6,10 @@
 //!   and size, or it fails with [`Error::DigestMismatch`] and commits nothing.
 //! - `put_manifest` is only called once every blob and child manifest it names is present.
 //! - Retries happen inside a backend; errors that reach the caller are final.
+//! - Referrers (OCI 1.1 `subject`): [`Store::referrers`] lists what refers to a manifest here
+//!   (a registry's referrers API or its fallback tag; a layout's `index.json` entries);
+//!   [`Store::link_referrers`] makes referrers already stored by digest findable from their
+//!   subject (a registry without the API gets its fallback tag updated: a tag write).
 
 pub mod archive;
 pub mod layout;
@@ -20,6 +24,7 @@ use futures::stream::BoxStream;
 use crate::digest::Digest;
 use crate::error::{Error, Op, Result};
 use crate::manifest::{Descriptor, RawManifest};
+use crate::referrers::Referrer;
 
 /// A blob's bytes as they arrive.
 pub type BlobStream = BoxStream<'static, Result<Bytes>>;
@@ -66,6 +71,19 @@ pub enum BlobOutcome {
     Copied(u64),
 }
 
+/// What [`Store::link_referrers`] had to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Linked {
+    /// The store lists referrers by itself (a registry with the referrers API, a layout whose
+    /// `index.json` already names them): nothing written.
+    Itself,
+    /// The fallback tag already listed every referrer: nothing written.
+    Unchanged,
+    /// The fallback tag was written (created, or merged with what it listed).
+    Updated,
+}
+
 /// One repository of a registry, or one OCI layout directory.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -101,6 +119,24 @@ pub trait Store: Send + Sync {
     /// upload instead" (never fatal).
     async fn mount_blob(&self, _desc: &Descriptor, _from_repository: &str) -> Result<bool> {
         Ok(false)
+    }
+
+    /// The referrers of `subject` held here (manifests whose `subject` names it), each with its
+    /// `artifactType` and annotations; only those of `artifact_types` when it is not empty.
+    /// A store that cannot hold referrers has none.
+    async fn referrers(
+        &self,
+        _subject: &Digest,
+        _artifact_types: &[String],
+    ) -> Result<Vec<Referrer>> {
+        Ok(Vec::new())
+    }
+
+    /// Makes `referrers` (already stored here by digest) findable from `subject`. Where the
+    /// store does not list them by itself, this writes a tag (the fallback index), so callers
+    /// call it in their tag phase.
+    async fn link_referrers(&self, _subject: &Digest, _referrers: &[Referrer]) -> Result<Linked> {
+        Ok(Linked::Itself)
     }
 
     /// The tags of this repository or layout.

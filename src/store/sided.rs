@@ -6,10 +6,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use super::{BlobSource, BlobStream, RepoLocation, Store, StoredImage, Target};
+use super::{BlobSource, BlobStream, Linked, RepoLocation, Store, StoredImage, Target};
 use crate::digest::Digest;
 use crate::error::{Result, Side};
 use crate::manifest::{Descriptor, RawManifest};
+use crate::referrers::Referrer;
 
 /// `inner`, with every error marked `side` (an error that already has a side keeps it: a source
 /// read failing inside a destination upload stays a source error).
@@ -77,6 +78,16 @@ impl Store for Sided {
 
     async fn list_tags(&self) -> Result<Vec<String>> {
         self.inner.list_tags().await.map_err(|e| e.on(self.side))
+    }
+
+    async fn referrers(&self, subject: &Digest, types: &[String]) -> Result<Vec<Referrer>> {
+        let r = self.inner.referrers(subject, types).await;
+        r.map_err(|e| e.on(self.side))
+    }
+
+    async fn link_referrers(&self, subject: &Digest, referrers: &[Referrer]) -> Result<Linked> {
+        let r = self.inner.link_referrers(subject, referrers).await;
+        r.map_err(|e| e.on(self.side))
     }
 
     async fn list_images(&self) -> Result<Option<Vec<StoredImage>>> {

@@ -12,6 +12,7 @@ mod layout_kill;
 mod promote_cancel;
 mod promote_multitag;
 mod promote_race;
+mod referrers_api;
 mod registry_faults;
 mod registry_retry;
 mod upload_fault_quirks;

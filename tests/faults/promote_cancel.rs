@@ -46,6 +46,7 @@ async fn a_missing_source_blob_cancels_the_destination_upload() {
         tags: vec!["1.0".into()],
         expect_digest: None,
         overwrite: Overwrite::Never,
+        referrers: None,
     };
     let promoter = Promoter::new(
         PromoteOptions::default(),

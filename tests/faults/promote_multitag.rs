@@ -37,6 +37,7 @@ pub(crate) fn job(c: &RegistryClient, from: (&str, &str), to: &str, tags: &[&str
         tags: tags.iter().map(|t| t.to_string()).collect(),
         expect_digest: None,
         overwrite: Overwrite::Never,
+        referrers: None,
     }
 }
 

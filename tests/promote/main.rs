@@ -12,4 +12,5 @@ mod plan_charts;
 mod promote_cli;
 mod promote_output;
 mod promote_plan;
+mod promote_referrers;
 mod promote_registry;

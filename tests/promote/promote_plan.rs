@@ -419,6 +419,7 @@ async fn most_at_once(limit: usize) -> usize {
             tags: vec!["1.0".into()],
             expect_digest: None,
             overwrite: Overwrite::Never,
+            referrers: None,
         });
     }
     let opts = ferry::promote::PromoteOptions {

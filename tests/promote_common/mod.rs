@@ -61,6 +61,7 @@ pub fn job(
         tags: tags.iter().map(|t| t.to_string()).collect(),
         expect_digest: None,
         overwrite: Overwrite::Never,
+        referrers: None,
     }
 }
 
@@ -70,6 +71,7 @@ pub fn promoter(atomic: bool, force: bool) -> Promoter {
         force,
         images: 16,
         jobs: 8,
+        referrers: ferry::referrers::ReferrerOptions::none(),
     };
     Promoter::new(opts, RegistryLimits::new(16), Arc::new(SilentPlan))
 }

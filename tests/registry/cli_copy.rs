@@ -170,6 +170,10 @@ fn every_subcommand_has_its_own_summary() {
             "List the tags of a repository (sorted, every page), or the images of an OCI layout",
         ),
         (
+            "referrers",
+            "Show what refers to an image (signatures, SBOMs, attestations) as a tree",
+        ),
+        (
             "delete",
             "Delete a tag or a manifest (a tag never takes a manifest that other tags still name)",
         ),

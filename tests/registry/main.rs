@@ -14,6 +14,7 @@ mod creds_config;
 mod harness_smoke;
 mod layout_fixtures;
 mod layout_hardening;
+mod layout_referrers;
 mod layout_store;
 mod oci_archive;
 mod registry_auth;

@@ -20,6 +20,7 @@ mod auth;
 mod fault;
 mod handlers;
 mod personality;
+mod referrers;
 mod respond;
 mod serve;
 mod state;
@@ -59,6 +60,8 @@ pub enum Kind {
     UploadStatus,
     UploadDelete,
     TagsList,
+    /// `GET /v2/<name>/referrers/<digest>` (any page).
+    Referrers,
     /// The built-in token endpoint (bearer auth).
     Token,
     Other,

@@ -3,5 +3,6 @@
 
 pub mod fault_server;
 pub mod fixtures;
+pub mod referrers;
 pub mod registry;
 pub mod token_server;

@@ -37,6 +37,7 @@ impl<'a> Opener<'a> {
             tags: p.tags.clone(),
             expect_digest: p.expect_digest.clone(),
             overwrite: p.overwrite.clone(),
+            referrers: p.referrers.clone(),
         })
     }
 }

@@ -128,6 +128,44 @@ fn blob_line(i: &ImageReport, dry_run: bool) -> Option<String> {
     })
 }
 
+/// The image's referrers: each that moves (or would) by type and digest, how many were
+/// already there, and the referrer tags written.
+fn referrers_line(i: &ImageReport, dry_run: bool) -> Option<String> {
+    if i.referrers.is_empty() {
+        return None;
+    }
+    let moving: Vec<String> = i
+        .referrers
+        .iter()
+        .filter(|f| !f.present)
+        .map(|f| {
+            let kind = f
+                .referrer
+                .artifact_type
+                .as_deref()
+                .unwrap_or(&f.referrer.media_type);
+            match &f.tag {
+                Some(t) => format!("{t} ({kind})"),
+                None => format!("{kind} {}", short(&f.referrer.digest)),
+            }
+        })
+        .collect();
+    let present = i.referrers.len() - moving.len();
+    let verb = if dry_run { "would copy" } else { "copied" };
+    let mut line = match moving.is_empty() {
+        true => format!("{present} already present"),
+        false => format!(
+            "{verb} {}: {}; {present} already present",
+            moving.len(),
+            moving.join(", ")
+        ),
+    };
+    if !i.referrer_tags.is_empty() {
+        line.push_str(&format!("; tags written: {}", i.referrer_tags.join(", ")));
+    }
+    Some(line)
+}
+
 /// One line for a chart of a plan: what happened (or would), name, version, destination and
 /// digest; what the destination held before and the error, if any.
 pub fn chart_line(c: &ChartReport, dry_run: bool) -> String {
@@ -181,6 +219,9 @@ pub fn print(r: &PlanReport) {
         }
         if let Some(blobs) = blob_line(i, r.dry_run) {
             println!("    blobs: {blobs}");
+        }
+        if let Some(line) = referrers_line(i, r.dry_run) {
+            println!("    referrers: {line}");
         }
     }
     for c in &r.charts {

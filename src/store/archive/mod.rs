@@ -213,6 +213,15 @@ impl Store for ArchiveStore {
         self.inner.list_images().await
     }
 
+    async fn referrers(
+        &self,
+        subject: &Digest,
+        types: &[String],
+    ) -> Result<Vec<crate::referrers::Referrer>> {
+        let r = self.inner.referrers(subject, types).await;
+        r.map_err(|e| self.ours(e))
+    }
+
     async fn delete_tag(&self, tag: &str) -> Result<()> {
         Err(unsupported(
             self,

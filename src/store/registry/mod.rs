@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! mod.rs (RegistryClient, RegistryStore: the facade, delegating)
-//!   manifests.rs   deletes.rs   blobs.rs   upload/ (strategies, sessions, feeds, mounts)
+//!   manifests/ (and referrers)   deletes.rs   blobs.rs   upload/ (strategies, sessions, feeds, mounts)
 //!     repo.rs (one repository on a transport: URLs, scopes, error context)
 //!       transport/ (HTTP client, auth, the retry engine, statistics, error decoding)
 //! ```
@@ -30,9 +30,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::creds::{Anonymous, CredentialSource};
+use crate::digest::Digest;
 use crate::error::{Op, Result};
 use crate::manifest::{Descriptor, RawManifest};
-use crate::store::{BlobSource, BlobStream, RepoLocation, Store, Target};
+use crate::referrers::Referrer;
+use crate::store::{BlobSource, BlobStream, Linked, RepoLocation, Store, Target};
 
 pub use transport::challenge::{parse_challenges, Challenge};
 pub use transport::errors::{parse_envelope, redact};
@@ -127,8 +129,10 @@ impl std::fmt::Debug for RegistryOptions {
 pub struct RegistryClient {
     transport: Arc<Transport>,
     uploads: Arc<Uploads>,
-    /// Whether `PUT .../manifests/<digest>?tag=..` works here; learnt once (see manifests.rs).
+    /// Whether `PUT .../manifests/<digest>?tag=..` works here; learnt once (see manifests/).
     tag_query: Arc<manifests::TagQuery>,
+    /// Whether the registry serves the referrers API and indexes subjects; learnt as it goes.
+    referrers: Arc<manifests::referrers::Capability>,
 }
 
 impl RegistryClient {
@@ -158,6 +162,7 @@ impl RegistryClient {
             transport: Arc::new(Transport::new(&registry, &cfg)?),
             uploads: Arc::new(Uploads::new(settings, api_host)),
             tag_query: Default::default(),
+            referrers: Default::default(),
         })
     }
 
@@ -201,6 +206,12 @@ impl RegistryClient {
     /// `None` until a multi-tag PUT has found out.
     pub fn multi_tag_put(&self) -> Option<bool> {
         self.tag_query.known()
+    }
+
+    /// Whether the registry serves the OCI 1.1 referrers API: `None` until a listing found out
+    /// (`Some(false)`: referrers are read from, and written to, `sha256-<hex>` fallback tags).
+    pub fn referrers_api(&self) -> Option<bool> {
+        self.referrers.api()
     }
 
     /// What this client (and its clones) has sent so far.
@@ -283,7 +294,8 @@ impl Store for RegistryStore {
     }
 
     async fn put_manifest(&self, manifest: &RawManifest, tags: &[String]) -> Result<()> {
-        manifests::put(&self.repo, &self.client.tag_query, manifest, tags).await
+        let (query, referrers) = (&self.client.tag_query, &self.client.referrers);
+        manifests::put(&self.repo, query, referrers, manifest, tags).await
     }
 
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
@@ -306,11 +318,19 @@ impl Store for RegistryStore {
         manifests::list_tags(&self.repo).await
     }
 
+    async fn referrers(&self, subject: &Digest, types: &[String]) -> Result<Vec<Referrer>> {
+        manifests::referrers::list(&self.repo, &self.client.referrers, subject, types).await
+    }
+
+    async fn link_referrers(&self, subject: &Digest, referrers: &[Referrer]) -> Result<Linked> {
+        manifests::referrers::link(&self.repo, &self.client.referrers, subject, referrers).await
+    }
+
     async fn delete_tag(&self, tag: &str) -> Result<()> {
         deletes::delete(&self.repo, &Target::Tag(tag.to_string())).await
     }
 
-    async fn delete_manifest(&self, digest: &crate::digest::Digest) -> Result<()> {
+    async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
         deletes::delete(&self.repo, &Target::Digest(digest.clone())).await
     }
 }

@@ -67,13 +67,16 @@ pub(super) async fn dispatch(
             drop_after,
         )),
         (Route::TagsList { repo }, "GET") => Ok(tags_list(ctx, &repo, req.uri())),
+        (Route::Referrers { repo, digest }, "GET") if ctx.shared.cfg.quirks.referrers_api => {
+            Ok(super::referrers::list(ctx, &repo, &digest, req.uri()))
+        }
         (Route::Uploads { repo }, "POST") => uploads::start(ctx, req, &repo).await,
         (Route::Upload { repo, id }, "PATCH" | "PUT" | "GET" | "DELETE") => {
             uploads::handle(ctx, req, &repo, &id).await
         }
         (route, _) => {
             ctx.read_body(req.into_body(), |_| {}).await?;
-            let code = if matches!(route, Route::Unknown) {
+            let code = if matches!(route, Route::Unknown | Route::Referrers { .. }) {
                 404
             } else {
                 405
@@ -195,6 +198,7 @@ async fn put_manifest(
         return Ok(oci_error(400, "MANIFEST_BLOB_UNKNOWN", msg, detail));
     }
     let digest = m.digest;
+    let subject = m.json["subject"]["digest"].as_str().map(String::from);
     data.store_manifest(repo, digest.clone(), Bytes::from(m.bytes), &m.media_type);
     if reference.parse::<Digest>().is_err() {
         tags.push(reference.to_string());
@@ -218,6 +222,9 @@ async fn put_manifest(
     ];
     if !extra_tags.is_empty() {
         headers.push(("oci-tag", extra_tags));
+    }
+    if let Some(subject) = subject.filter(|_| ctx.shared.cfg.quirks.referrers_api) {
+        headers.push(("oci-subject", subject));
     }
     Ok(respond::status(201, &headers))
 }

@@ -52,6 +52,14 @@ pub struct Quirks {
     /// dropped after this many bytes, which the registry never sees (the session stays as it
     /// was).
     pub drop_first_body_after: Option<u64>,
+    /// Serve the OCI 1.1 referrers API and answer manifest PUTs with a `subject` with
+    /// `OCI-Subject` (without it: 404 on `/referrers/`, like distribution 2.8).
+    pub referrers_api: bool,
+    /// Referrers answers in pages of this many entries, linked by `Link: <...>; rel="next"`.
+    pub referrers_page_size: Option<usize>,
+    /// Apply `?artifactType=` and say so with `OCI-Filters-Applied` (else the filter is
+    /// ignored and the client must filter).
+    pub referrers_filter: bool,
 }
 
 /// Registries users hit, as presets of [`Quirks`] (and faults, for [`Personality::Flaky`]).

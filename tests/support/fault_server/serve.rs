@@ -103,6 +103,10 @@ pub(super) enum Route {
     TagsList {
         repo: String,
     },
+    Referrers {
+        repo: String,
+        digest: String,
+    },
     Token,
     /// A blob at the redirect target.
     Storage {
@@ -156,6 +160,10 @@ impl Route {
                 digest: d.to_string(),
             }),
             [.., "tags", "list"] => repo(2).map(|repo| Route::TagsList { repo }),
+            [.., "referrers", d] => repo(2).map(|repo| Route::Referrers {
+                repo,
+                digest: d.to_string(),
+            }),
             _ => None,
         };
         route.unwrap_or(Route::Unknown)
@@ -176,6 +184,7 @@ impl Route {
             (Route::Upload { .. }, "GET") => Kind::UploadStatus,
             (Route::Upload { .. }, "DELETE") => Kind::UploadDelete,
             (Route::TagsList { .. }, "GET") => Kind::TagsList,
+            (Route::Referrers { .. }, "GET") => Kind::Referrers,
             (Route::Token, _) => Kind::Token,
             (Route::Storage { .. }, "GET" | "HEAD") => Kind::RedirectedGet,
             _ => Kind::Other,

@@ -6,6 +6,8 @@
 //! tag. The first multi-tag PUT to a registry finds out which (the probe: the request is needed
 //! anyway) and the client remembers; concurrent callers wait for the probe's answer.
 
+pub mod referrers;
+
 use std::sync::OnceLock;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -147,13 +149,23 @@ pub async fn resolve(repo: &Repo, target: &Target) -> Result<Option<Descriptor>>
 /// Stores the manifest and points `tags` at it. No tag: one PUT by digest. One tag: one PUT by
 /// tag (which stores it by digest too). Several: `?tag=` where it works, one PUT per tag where
 /// it does not (or for any tag the registry did not confirm).
-pub async fn put(repo: &Repo, query: &TagQuery, m: &RawManifest, tags: &[String]) -> Result<()> {
+/// A PUT of a manifest with a `subject` tells `referrers` whether the registry indexed it.
+pub async fn put(
+    repo: &Repo,
+    query: &TagQuery,
+    referrers: &referrers::Capability,
+    m: &RawManifest,
+    tags: &[String],
+) -> Result<()> {
     if tags.len() < 2 {
         let target = match tags.first() {
             Some(t) => Target::Tag(t.clone()),
             None => Target::Digest(m.digest.clone()),
         };
-        return put_one(repo, m, &target).await.map(drop);
+        let url = repo.url(&format!("manifests/{target}"));
+        let headers = send_put(repo, m, &target, url).await?;
+        referrers.saw_put(m, &headers);
+        return Ok(());
     }
     let mut remaining: Vec<&String> = tags.iter().collect();
     if query.known() != Some(false) {
