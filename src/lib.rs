@@ -18,6 +18,7 @@ pub mod progress;
 pub mod promote;
 pub mod reference;
 pub mod store;
+pub mod sync;
 
 pub use digest::Digest;
 pub use error::{Error, Result};

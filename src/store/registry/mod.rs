@@ -17,6 +17,7 @@
 //! Requests are retried inside (see [`RetryPolicy`]); errors that come out are final.
 
 mod blobs;
+mod catalog;
 mod deletes;
 mod manifests;
 mod repo;
@@ -34,6 +35,7 @@ use crate::error::{Op, Result};
 use crate::manifest::{Descriptor, RawManifest};
 use crate::store::{BlobSource, BlobStream, RepoLocation, Store, Target};
 
+pub use catalog::CATALOG_PAGE;
 pub use transport::challenge::{parse_challenges, Challenge};
 pub use transport::errors::{parse_envelope, redact};
 pub use transport::headers::parse_retry_after;
@@ -80,7 +82,13 @@ pub struct RegistryOptions {
     /// With `auto`, blobs up to this size go in one streamed request when the registry takes
     /// them ([`DEFAULT_MONOLITHIC_MAX`], 2 GiB); larger ones are chunked (resumable).
     pub monolithic_max: u64,
+    /// When the registry says fewer requests than this remain (`RateLimit-Remaining`, Docker
+    /// Hub), manifest GETs are paced (see [`DEFAULT_RATE_LIMIT_RESERVE`]); 0 never paces.
+    pub rate_limit_reserve: u64,
 }
+
+/// Requests kept in hand before pacing manifest GETs.
+pub const DEFAULT_RATE_LIMIT_RESERVE: u64 = 10;
 
 impl Default for RegistryOptions {
     fn default() -> Self {
@@ -97,6 +105,7 @@ impl Default for RegistryOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
             monolithic_max: DEFAULT_MONOLITHIC_MAX,
+            rate_limit_reserve: DEFAULT_RATE_LIMIT_RESERVE,
         }
     }
 }
@@ -113,6 +122,7 @@ impl std::fmt::Debug for RegistryOptions {
             .field("chunk_size", &self.chunk_size)
             .field("max_chunk_size", &self.max_chunk_size)
             .field("monolithic_max", &self.monolithic_max)
+            .field("rate_limit_reserve", &self.rate_limit_reserve)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +151,7 @@ impl RegistryClient {
             user_agent: opts.user_agent.clone(),
             connect_timeout: opts.connect_timeout,
             read_timeout: opts.read_timeout,
+            rate_limit_reserve: opts.rate_limit_reserve,
         };
         let settings = upload::UploadSettings {
             strategy: opts.upload_strategy,
@@ -195,6 +206,12 @@ impl RegistryClient {
     /// `None` until a multi-tag PUT has found out.
     pub fn multi_tag_put(&self) -> Option<bool> {
         self.tag_query.known()
+    }
+
+    /// Every repository the registry's catalog lists (`/v2/_catalog`, every page), `page`
+    /// names per request ([`CATALOG_PAGE`] is a good size).
+    pub async fn catalog(&self, page: usize) -> Result<Vec<String>> {
+        catalog::list(&self.transport, page).await
     }
 
     /// What this client (and its clones) has sent so far.
