@@ -13,3 +13,5 @@ mod promote_cli;
 mod promote_output;
 mod promote_plan;
 mod promote_registry;
+mod sync_mirror;
+mod sync_support;
