@@ -13,5 +13,6 @@ mod promote_cli;
 mod promote_output;
 mod promote_plan;
 mod promote_registry;
+mod sync_faults;
 mod sync_mirror;
 mod sync_support;
