@@ -99,11 +99,21 @@ pub struct SyncArgs {
 /// The CLI's store cache, as the sync engine reaches it.
 struct CliEndpoints {
     stores: Stores,
+    dry_run: bool,
 }
 
 #[async_trait]
 impl Endpoints for CliEndpoints {
     fn open(&self, r: &ImageRef, side: Side) -> Result<Arc<dyn Store>> {
+        // A destination below the config's directory: its parents are made on the way.
+        if let (ImageRef::Layout(l), Side::Destination, false) = (r, side, self.dry_run) {
+            if let Some(parent) = l.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| Error::Output {
+                    path: parent.to_path_buf(),
+                    reason: format!("cannot create the destination directory: {e}"),
+                })?;
+            }
+        }
         self.stores.open(r, side).map(|(s, _)| s)
     }
 
@@ -146,6 +156,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     let settings = TransportSettings::resolve(&args.transport)?;
     let ends = CliEndpoints {
         stores: Stores::new(settings, None, args.dry_run).with_archive_output(),
+        dry_run: args.dry_run,
     };
     let quiet = args.quiet || args.json;
     let reporter = progress::reporter(quiet);

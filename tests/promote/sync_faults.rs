@@ -10,7 +10,7 @@ use crate::sync_support::*;
 use ferry::manifest::OCI_MANIFEST;
 
 /// `repo:tag` for every repository and tag given: small distinct images (blobs everywhere).
-fn images(server: &FaultServer, repos: &[&str], tags: &[&str]) {
+pub(crate) fn images(server: &FaultServer, repos: &[&str], tags: &[&str]) {
     for (i, tag) in tags.iter().enumerate() {
         let config = format!(
             r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"n":{i}}}"#
