@@ -64,7 +64,7 @@ struct EntryFile {
 #[derive(Debug)]
 enum TagsEntry {
     List(Vec<Spanned<String>>),
-    Filter(FilterFile),
+    Filter(Box<FilterFile>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,7 +101,8 @@ impl<'de> Deserialize<'de> for TagsEntry {
                 self,
                 a: A,
             ) -> std::result::Result<TagsEntry, A::Error> {
-                FilterFile::deserialize(MapAccessDeserializer::new(a)).map(TagsEntry::Filter)
+                FilterFile::deserialize(MapAccessDeserializer::new(a))
+                    .map(|f| TagsEntry::Filter(Box::new(f)))
             }
         }
         d.deserialize_any(V)
@@ -371,7 +372,7 @@ impl Checker {
                     Err(err) => self.problem(t, err.to_string()),
                 }
             } else if is_valid_tag(t) {
-                if !tags.contains(&t.to_string()) {
+                if !tags.iter().any(|x: &String| x == t.as_str()) {
                     tags.push(t.to_string());
                 }
             } else {

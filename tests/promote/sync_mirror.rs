@@ -60,10 +60,13 @@ sync:
     )
 }
 
+/// (repository, tag) → digest at a destination.
+type State = BTreeMap<(String, String), Digest>;
+
 /// What the destination must hold: (repository, tag) → digest, and (repository, digest) pins.
 fn expected(
     built: &BTreeMap<&str, BuiltImage>,
-) -> (BTreeMap<(String, String), Digest>, Vec<(String, Digest)>) {
+) -> (State, Vec<(String, Digest)>) {
     let d = |t: &str| built[t].digest.clone();
     let mut tags = BTreeMap::new();
     let mut put = |repo: &str, list: &[&str]| {
@@ -103,7 +106,7 @@ fn expected(
 }
 
 /// Every tag of every destination repository the config can write.
-async fn destination_state(addr: &str) -> BTreeMap<(String, String), Digest> {
+async fn destination_state(addr: &str) -> State {
     let mut repos: Vec<String> = repositories()
         .iter()
         .map(|r| format!("mirror/{}", r.trim_start_matches("team/")))
