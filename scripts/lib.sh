@@ -12,7 +12,7 @@ version: 0.1
 log:
   level: error
   accesslog:
-    disabled: true
+    disabled: ${FERRY_REGISTRY_NO_ACCESSLOG:-true}
 storage:
   filesystem:
     rootdirectory: $dir/storage
