@@ -176,10 +176,6 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     }
     let mut errors = report.take_errors();
     match errors.len() {
-        0 if report.stopped => Err(Error::Usage {
-            arg: "--fail-fast".into(),
-            reason: "the run stopped early".into(),
-        }),
         0 => Ok(()),
         1 => Err(errors.remove(0)),
         _ => Err(Error::Many(errors)),

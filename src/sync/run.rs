@@ -354,18 +354,14 @@ impl Syncer {
             false => self.promoter.run(jobs).await,
         };
         let image = plan.images.remove(0);
-        let action = match image.status {
-            ImageStatus::Promoted => TagAction::Copied,
-            ImageStatus::Planned => TagAction::Planned,
-            _ => TagAction::Failed,
+        let action = match (image.status, &image.error) {
+            (ImageStatus::Promoted, _) => TagAction::Copied,
+            (ImageStatus::Planned, None) => TagAction::Planned,
+            (_, Some(_)) => TagAction::Failed,
+            // Not worked on without an error of its own: the promoter stopped before it.
+            (_, None) => TagAction::NotStarted,
         };
-        let mut error = image.error;
-        if action == TagAction::Failed && error.is_none() {
-            error = Some(Error::Sync(Box::new(SyncError::MissingTag {
-                location: dst.location(),
-                tag: names[0].clone(),
-            })));
-        }
+        let error = image.error;
         one_image(
             names,
             action,

@@ -80,14 +80,18 @@ fn digest(d: &Option<Digest>) -> String {
 /// One line per tag: what happened, where, which digest, how many bytes.
 pub fn tag_line(source: &str, destination: &str, t: &TagReport) -> String {
     let b = &t.blobs;
-    let moved = format!(
-        "{} copied, {} mounted",
-        human_bytes(b.bytes_copied),
-        human_bytes(b.bytes_mounted)
-    );
+    // Blobs are counted on the first tag of an image; its other tags moved nothing more.
+    let moved = match b.copied + b.mounted + b.skipped {
+        0 => String::new(),
+        _ => format!(
+            " ({} copied, {} mounted)",
+            human_bytes(b.bytes_copied),
+            human_bytes(b.bytes_mounted)
+        ),
+    };
     match t.action {
         TagAction::Copied => format!(
-            "copied   {} -> {} {} ({moved})",
+            "copied   {} -> {} {}{moved}",
             at(source, &t.tag),
             at(destination, &t.tag),
             digest(&t.destination_digest)
