@@ -78,7 +78,7 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N", env = "FERRY_SHARD_COUNT")]
     pub shard_count: Option<u64>,
     /// Repositories worked on at once.
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = 16)]
     pub repositories: usize,
     /// Tags checked and images copied at once per repository.
     #[arg(long, value_name = "N", default_value_t = 8)]
