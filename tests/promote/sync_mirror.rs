@@ -64,9 +64,7 @@ sync:
 type State = BTreeMap<(String, String), Digest>;
 
 /// What the destination must hold: (repository, tag) → digest, and (repository, digest) pins.
-fn expected(
-    built: &BTreeMap<&str, BuiltImage>,
-) -> (State, Vec<(String, Digest)>) {
+fn expected(built: &BTreeMap<&str, BuiltImage>) -> (State, Vec<(String, Digest)>) {
     let d = |t: &str| built[t].digest.clone();
     let mut tags = BTreeMap::new();
     let mut put = |repo: &str, list: &[&str]| {
