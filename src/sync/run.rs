@@ -233,7 +233,8 @@ impl Syncer {
             .buffered(n)
             .collect()
             .await;
-        let mut copies: BTreeMap<String, (Target, Vec<String>)> = BTreeMap::new();
+        // Per source digest: the tags to point at it, and whether it is pinned as well.
+        let mut copies: BTreeMap<String, (Digest, Vec<String>, bool)> = BTreeMap::new();
         let mut by_platform = Vec::new();
         for c in checks {
             match c {
@@ -242,17 +243,18 @@ impl Syncer {
                 Check::Copy(t, Some(d)) => {
                     let slot = copies
                         .entry(d.to_string())
-                        .or_insert_with(|| (Target::Digest(d.clone()), Vec::new()));
-                    if let Target::Tag(name) = t {
-                        slot.1.push(name);
+                        .or_insert_with(|| (d.clone(), Vec::new(), false));
+                    match t {
+                        Target::Tag(name) => slot.1.push(name),
+                        Target::Digest(_) => slot.2 = true,
                     }
                 }
             }
         }
-        let jobs: Vec<(Target, Vec<String>)> = copies.into_values().collect();
+        let jobs: Vec<(Digest, Vec<String>, bool)> = copies.into_values().collect();
         // An entry either selects platforms (every target below) or not (every copy above).
         let mut results: Vec<Vec<TagReport>> = futures::stream::iter(jobs)
-            .map(|(target, tags)| self.promote(src, dst, target, tags))
+            .map(|(digest, tags, pinned)| self.promote(src, dst, digest, tags, pinned))
             .buffer_unordered(n)
             .collect()
             .await;
@@ -325,24 +327,21 @@ impl Syncer {
         &self,
         src: &Arc<dyn Store>,
         dst: &Arc<dyn Store>,
-        target: Target,
+        digest: Digest,
         tags: Vec<String>,
+        pinned: bool,
     ) -> Vec<TagReport> {
-        let digest = match &target {
-            Target::Digest(d) => d.clone(),
-            Target::Tag(_) => unreachable!("copies are by digest"),
-        };
-        let names: Vec<String> = match tags.is_empty() {
-            true => vec![digest.to_string()],
-            false => tags.clone(),
-        };
+        let mut names = tags.clone();
+        if pinned || tags.is_empty() {
+            names.push(digest.to_string());
+        }
         if self.stopped() {
             return not_started(names);
         }
         let job = Job {
             label: format!("{}@{digest}", src.location()),
             source: src.clone(),
-            target,
+            target: Target::Digest(digest.clone()),
             destination: dst.clone(),
             tags,
             expect_digest: None,
