@@ -228,3 +228,40 @@ fn dry_run_lists_and_writes_nothing_and_bad_configs_point_at_lines() {
         "two dry runs of 3 repositories; bad input sends nothing"
     );
 }
+
+#[test]
+fn tag_lists_are_followed_page_by_page() {
+    let quirks = Quirks {
+        tags_page_size: Some(2),
+        ..Quirks::default()
+    };
+    let src = FaultServer::start(FaultConfig::new().quirks(quirks));
+    images(&src, &["app0"], &["t1", "t2", "t3", "t4", "t5"]);
+    let dst = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "sync:\n  - source: {}\n    repositories: [app0]\n    destination: {}/m\n",
+        src.host(),
+        dst.addr
+    );
+    let cfg = write(dir.path(), "s.yaml", &text);
+    let o = ferry(&["sync", "--json", &cfg], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = json(&o);
+    assert_eq!(r["totals"]["copied"], 5, "{r}");
+    let source = r["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["side"] == "source")
+        .unwrap();
+    assert_eq!(source["tag_list_pages"], 3, "{source}");
+    let lists: Vec<String> = src
+        .requests()
+        .into_iter()
+        .filter(|l| l.kind == Kind::TagsList)
+        .map(|l| l.uri)
+        .collect();
+    assert!(lists[0].contains("n=1000"), "{lists:?}");
+    assert!(lists[1].contains("last=t2"), "{lists:?}");
+}
