@@ -231,6 +231,10 @@ pub enum Error {
     #[error(transparent)]
     Promote(Box<crate::promote::PromoteError>),
 
+    /// A sync's config or tags refused (see [`crate::sync::SyncError`]).
+    #[error(transparent)]
+    Sync(Box<crate::sync::SyncError>),
+
     /// The store cannot do this (a registry with deletion disabled, a tag that cannot be
     /// deleted apart from its manifest); nothing was changed.
     #[error("{op} {target} at {location}: not supported here: {reason}")]
@@ -267,6 +271,12 @@ pub enum Error {
 impl From<crate::promote::PromoteError> for Error {
     fn from(e: crate::promote::PromoteError) -> Self {
         Error::Promote(Box::new(e))
+    }
+}
+
+impl From<crate::sync::SyncError> for Error {
+    fn from(e: crate::sync::SyncError) -> Self {
+        Error::Sync(Box::new(e))
     }
 }
 

@@ -19,6 +19,7 @@ pub mod promote;
 pub mod reference;
 pub mod referrers;
 pub mod store;
+pub mod sync;
 
 pub use digest::Digest;
 pub use error::{Error, Result};

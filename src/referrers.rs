@@ -92,6 +92,22 @@ pub fn cosign_tags(subject: &Digest) -> Vec<String> {
         .collect()
 }
 
+/// Whether `tag` is one of the tags referrers live under: a fallback index tag
+/// (`sha256-<hex>`) or a cosign legacy tag (`sha256-<hex>.sig|.att|.sbom`).
+pub fn is_referrer_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let hex = [".sig", ".att", ".sbom"]
+        .iter()
+        .find_map(|s| rest.strip_suffix(s))
+        .unwrap_or(rest);
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Which referrers travel with a copy. Shared by `copy`, `promote` and plan files (and any
 /// other bulk command), so every command reads the same flags and keys the same way.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -294,6 +310,23 @@ fn nodes<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn referrer_tags_are_recognised() {
+        let d = Digest::of(b"x");
+        assert!(is_referrer_tag(&fallback_tag(&d)));
+        for t in cosign_tags(&d) {
+            assert!(is_referrer_tag(&t), "{t}");
+        }
+        for t in [
+            "latest",
+            "sha256-abc",
+            "sha256-",
+            &format!("{}.txt", fallback_tag(&d)),
+        ] {
+            assert!(!is_referrer_tag(t), "{t}");
+        }
+    }
     use crate::manifest::OCI_MANIFEST;
 
     fn manifest(json: serde_json::Value) -> RawManifest {

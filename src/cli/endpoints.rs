@@ -85,6 +85,10 @@ pub struct TransportArgs {
     /// announced minimum).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
     pub chunk_size: u64,
+    /// Pace manifest GETs when a registry says fewer requests than this remain
+    /// (RateLimit-Remaining, as Docker Hub sends); 0: never.
+    #[arg(long, value_name = "N", default_value_t = ferry::store::registry::DEFAULT_RATE_LIMIT_RESERVE)]
+    pub rate_limit_reserve: u64,
 }
 
 /// Parses `1048576`, `16M`, `16MiB`, `1G`, `512K` (binary units).
@@ -161,6 +165,7 @@ impl AccessArgs {
             verify: Verify::Auto,
             no_cache: true,
             chunk_size: ferry::store::registry::DEFAULT_CHUNK_SIZE,
+            rate_limit_reserve: ferry::store::registry::DEFAULT_RATE_LIMIT_RESERVE,
         }
     }
 }

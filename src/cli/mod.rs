@@ -12,6 +12,7 @@ pub mod progress;
 mod promote;
 pub mod referrers;
 mod settings;
+mod sync;
 mod tag;
 
 use clap::{Parser, Subcommand};
@@ -61,6 +62,8 @@ pub enum Command {
     Copy(copy::CopyArgs),
     /// Publish an image (or a plan of images) under release tags, guarded and all-or-nothing.
     Promote(promote::PromoteArgs),
+    /// Mirror many repositories from a config: tag filters, incremental, shardable.
+    Sync(sync::SyncArgs),
     /// Point more tags of the same repository at an image (no blob requests).
     Tag(tag::TagArgs),
     /// Package a Helm chart, or publish one to an OCI registry or ChartMuseum (guarded).
@@ -87,6 +90,7 @@ impl Cli {
             Command::Chart(args) => chart::run(args).await,
             Command::Copy(args) => copy::run(args).await,
             Command::Promote(args) => promote::run(args).await,
+            Command::Sync(args) => sync::run(args).await,
             Command::Tag(args) => tag::run(args).await,
             Command::Digest(args) => inspect::digest(args).await,
             Command::Inspect(args) => inspect::run(args).await,
@@ -156,6 +160,10 @@ pub fn exit_code(e: &Error) -> u8 {
             PromoteError::TagMovedConcurrently { .. } => exit::FAILED,
         },
         Error::DeleteRefused { .. } => exit::REFUSED,
+        Error::Sync(s) => match **s {
+            ferry::sync::SyncError::Config { .. } => exit::USAGE,
+            ferry::sync::SyncError::MissingTag { .. } => exit::NOT_FOUND,
+        },
         Error::Chart(c) => chart::exit_code(c),
         Error::Manifest(_) | Error::ManifestTooLarge { .. } | Error::TooLarge { .. } => {
             exit::FAILED

@@ -314,7 +314,7 @@ fn cli_vars(vars: &[String]) -> Result<Vars> {
     Ok(v)
 }
 
-fn parse_limits(limits: &[String]) -> Result<Vec<(String, usize)>> {
+pub fn parse_limits(limits: &[String]) -> Result<Vec<(String, usize)>> {
     limits
         .iter()
         .map(|s| {

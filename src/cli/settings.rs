@@ -87,6 +87,7 @@ impl TransportSettings {
                 upload_strategy: args.upload_strategy,
                 chunk_size: args.chunk_size,
                 verify: args.verify,
+                rate_limit_reserve: args.rate_limit_reserve,
                 ..RegistryOptions::default()
             })
         };
@@ -158,7 +159,17 @@ impl Stores {
         Ok(())
     }
 
-    fn client(&self, registry: &str, side: Side) -> Result<RegistryClient> {
+    /// Every registry client opened so far, with its side and registry name.
+    pub fn clients(&self) -> Vec<(Side, String, RegistryClient)> {
+        let clients = self.clients.lock().unwrap();
+        clients
+            .iter()
+            .map(|((side, name), c)| (*side, name.clone(), c.clone()))
+            .collect()
+    }
+
+    /// The client of `registry` for `side` (one per registry and side).
+    pub fn client(&self, registry: &str, side: Side) -> Result<RegistryClient> {
         let side = self.one_side.unwrap_or(side);
         let key = (side, registry.to_string());
         let mut clients = self.clients.lock().unwrap();

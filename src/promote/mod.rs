@@ -27,7 +27,7 @@ mod error;
 mod expand;
 mod expand_charts;
 mod guard;
-mod plan;
+pub(crate) mod plan;
 mod report;
 mod run;
 mod steps;

@@ -107,11 +107,11 @@ impl Position {
     }
 
     /// The start of a spanned value.
-    pub(super) fn at<T>(s: &Spanned<T>) -> Position {
+    pub(crate) fn at<T>(s: &Spanned<T>) -> Position {
         Self::of(s.span().start())
     }
 
-    pub(super) fn problem(self, message: impl Into<String>) -> PlanProblem {
+    pub(crate) fn problem(self, message: impl Into<String>) -> PlanProblem {
         PlanProblem {
             line: self.line,
             column: self.column,
@@ -122,28 +122,41 @@ impl Position {
 
 /// Parses plan text; `file` names it in problems.
 pub(super) fn parse(file: &str, text: &str) -> Result<PlanFile, Error> {
-    let fail = |p: PlanProblem| {
+    read_yaml(
+        text,
+        "a plan is a mapping with an `images:` list (and perhaps `charts:`)",
+    )
+    .map_err(|p| {
         Error::from(PromoteError::Plan {
             file: file.to_string(),
             problems: vec![p],
         })
-    };
+    })
+}
+
+/// Reads a YAML (or JSON) mapping into `T`: unknown keys, wrong types and duplicate keys become
+/// one problem at its `line:column`. `not_a_mapping` is the message when the top level is not a
+/// mapping. Shared by every file ferry reads (plans, sync configs).
+pub(crate) fn read_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    not_a_mapping: &str,
+) -> Result<T, PlanProblem> {
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .toplevel_mapping();
     let node = marked_yaml::parse_yaml_with_options(0, text, options)
-        .map_err(|e| fail(load_problem(&e)))?;
-    marked_yaml::from_node::<PlanFile>(&node).map_err(|e| {
+        .map_err(|e| load_problem(&e, not_a_mapping))?;
+    marked_yaml::from_node::<T>(&node).map_err(|e| {
         let path = e.path().map(str::to_string);
         let pos = path
             .as_deref()
             .and_then(|p| locate(&node, p))
             .unwrap_or_else(|| Position::of(e.start_mark().as_ref()));
-        fail(pos.problem(e.to_string()))
+        pos.problem(e.to_string())
     })
 }
 
-fn load_problem(e: &LoadError) -> PlanProblem {
+fn load_problem(e: &LoadError, not_a_mapping: &str) -> PlanProblem {
     let marker = match e {
         LoadError::TopLevelMustBeMapping(m)
         | LoadError::TopLevelMustBeSequence(m)
@@ -160,7 +173,7 @@ fn load_problem(e: &LoadError) -> PlanProblem {
         _ => text.as_str(),
     };
     let message = if matches!(e, LoadError::TopLevelMustBeMapping(_)) {
-        "a plan is a mapping with an `images:` list (and perhaps `charts:`)".to_string()
+        not_a_mapping.to_string()
     } else {
         message.to_string()
     };

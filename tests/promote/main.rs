@@ -14,3 +14,8 @@ mod promote_output;
 mod promote_plan;
 mod promote_referrers;
 mod promote_registry;
+mod sync_deploy;
+mod sync_faults;
+mod sync_local;
+mod sync_mirror;
+mod sync_support;

@@ -312,3 +312,72 @@ async fn the_cli_lists_plans_and_copies_referrers() {
         vec![entry(&s.sbom)]
     );
 }
+
+/// `ferry sync` takes referrers along by default (as promote does), over the fallback tags of
+/// the real registry; `--no-referrers` and an entry's `referrers: false` leave them behind, and
+/// the `sha256-<hex>` tags in the source's tag list are not synced as tags of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_takes_referrers_by_default_and_leaves_them_when_told() {
+    let (src_reg, dst_reg) = (Registry::start(), Registry::start());
+    let dir = tempfile::tempdir().unwrap();
+    let s = seed_with_referrers(&src_reg, dir.path(), 71).await;
+    let config = |dest: &str, extra: &str| {
+        format!(
+            "sync:\n  - source: {}/team\n    repositories: [api]\n    destination: {}/{dest}\n{extra}",
+            src_reg.addr, dst_reg.addr
+        )
+    };
+    let run = |name: &str, text: String, flags: &[&str]| {
+        let path = crate::sync_support::write(dir.path(), name, &text);
+        let mut args = vec!["sync"];
+        args.extend_from_slice(flags);
+        args.push(&path);
+        let out = crate::sync_support::ferry(&args, &[]);
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("default.yaml", config("mirror", ""), &[]);
+    run("off.yaml", config("plain", ""), &["--no-referrers"]);
+    run(
+        "entry-off.yaml",
+        config("entry", "    referrers: false\n"),
+        &[],
+    );
+
+    let at = |repo: &str| store(&client(&dst_reg.addr), repo);
+    let mirror = at("mirror/api");
+    assert_eq!(
+        fallback_entries(mirror.as_ref(), &s.img.digest)
+            .await
+            .unwrap(),
+        vec![entry(&s.sig)]
+    );
+    assert_eq!(
+        fallback_entries(mirror.as_ref(), &s.img.children[1].digest)
+            .await
+            .unwrap(),
+        vec![entry(&s.sbom)]
+    );
+    let legacy_tag = cosign_tags(&s.img.digest)[0].clone();
+    assert_eq!(
+        tag_of(&dst_reg.addr, "mirror/api", &legacy_tag).await,
+        Some(s.legacy.digest())
+    );
+    assert_eq!(
+        tag_of(&dst_reg.addr, "mirror/api", "rc1").await,
+        Some(s.img.digest.clone())
+    );
+    for repo in ["plain/api", "entry/api"] {
+        assert_eq!(
+            tag_of(&dst_reg.addr, repo, "rc1").await,
+            Some(s.img.digest.clone()),
+            "{repo}"
+        );
+        let tags = crate::sync_support::tags_at(&dst_reg.addr, repo).await;
+        assert_eq!(tags.keys().collect::<Vec<_>>(), ["rc1"], "{repo}: {tags:?}");
+    }
+}

@@ -150,6 +150,10 @@ fn every_subcommand_has_its_own_summary() {
             "Publish an image (or a plan of images) under release tags, guarded and all-or-nothing",
         ),
         (
+            "sync",
+            "Mirror many repositories from a config: tag filters, incremental, shardable",
+        ),
+        (
             "tag",
             "Point more tags of the same repository at an image (no blob requests)",
         ),

@@ -17,6 +17,7 @@
 //! Requests are retried inside (see [`RetryPolicy`]); errors that come out are final.
 
 mod blobs;
+mod catalog;
 mod deletes;
 mod manifests;
 mod repo;
@@ -36,6 +37,7 @@ use crate::manifest::{Descriptor, RawManifest};
 use crate::referrers::Referrer;
 use crate::store::{BlobSource, BlobStream, Linked, RepoLocation, Store, Target};
 
+pub use catalog::CATALOG_PAGE;
 pub use transport::challenge::{parse_challenges, Challenge};
 pub use transport::errors::{parse_envelope, redact};
 pub use transport::headers::parse_retry_after;
@@ -85,7 +87,13 @@ pub struct RegistryOptions {
     /// Whether ferry hashes what it uploads or leaves that to the registry's check at commit
     /// (default `Auto`: the registry's; see [`Verify`]).
     pub verify: Verify,
+    /// When the registry says fewer requests than this remain (`RateLimit-Remaining`, Docker
+    /// Hub), manifest GETs are paced (see [`DEFAULT_RATE_LIMIT_RESERVE`]); 0 never paces.
+    pub rate_limit_reserve: u64,
 }
+
+/// Requests kept in hand before pacing manifest GETs.
+pub const DEFAULT_RATE_LIMIT_RESERVE: u64 = 10;
 
 impl Default for RegistryOptions {
     fn default() -> Self {
@@ -103,6 +111,7 @@ impl Default for RegistryOptions {
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
             monolithic_max: DEFAULT_MONOLITHIC_MAX,
             verify: Verify::Auto,
+            rate_limit_reserve: DEFAULT_RATE_LIMIT_RESERVE,
         }
     }
 }
@@ -120,6 +129,7 @@ impl std::fmt::Debug for RegistryOptions {
             .field("max_chunk_size", &self.max_chunk_size)
             .field("monolithic_max", &self.monolithic_max)
             .field("verify", &self.verify)
+            .field("rate_limit_reserve", &self.rate_limit_reserve)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +160,7 @@ impl RegistryClient {
             user_agent: opts.user_agent.clone(),
             connect_timeout: opts.connect_timeout,
             read_timeout: opts.read_timeout,
+            rate_limit_reserve: opts.rate_limit_reserve,
         };
         let settings = upload::UploadSettings {
             strategy: opts.upload_strategy,
@@ -212,6 +223,12 @@ impl RegistryClient {
     /// (`Some(false)`: referrers are read from, and written to, `sha256-<hex>` fallback tags).
     pub fn referrers_api(&self) -> Option<bool> {
         self.referrers.api()
+    }
+
+    /// Every repository the registry's catalog lists (`/v2/_catalog`, every page), `page`
+    /// names per request ([`CATALOG_PAGE`] is a good size).
+    pub async fn catalog(&self, page: usize) -> Result<Vec<String>> {
+        catalog::list(&self.transport, page).await
     }
 
     /// What this client (and its clones) has sent so far.

@@ -29,13 +29,15 @@ pub enum Action {
     },
 }
 
-/// One injected fault: `action` on requests `nth ..= nth + times - 1` of `kind` (1-based).
+/// One injected fault: `action` on requests `nth ..= nth + times - 1` of `kind` (1-based);
+/// with `path`, only requests whose path and query contain it count (from the fault's start).
 #[derive(Clone, Debug)]
 pub struct Fault {
     pub kind: Kind,
     pub nth: u64,
     pub times: u64,
     pub action: Action,
+    pub path: Option<String>,
 }
 
 impl Fault {
@@ -45,6 +47,7 @@ impl Fault {
             nth,
             times: 1,
             action,
+            path: None,
         }
     }
 
@@ -105,6 +108,12 @@ impl Fault {
     /// Repeat on this many consecutive requests (`u64::MAX`: forever).
     pub fn drop_request_unseen(kind: Kind, nth: u64, bytes: u64) -> Fault {
         Fault::new(kind, nth, Action::DropRequestUnseen(bytes))
+    }
+
+    /// Only requests whose path and query contain `path` (e.g. `/app/manifests/bad`).
+    pub fn on_path(mut self, path: &str) -> Fault {
+        self.path = Some(path.to_string());
+        self
     }
 
     pub fn times(mut self, times: u64) -> Fault {

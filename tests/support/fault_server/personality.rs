@@ -48,6 +48,8 @@ pub struct Quirks {
     pub redirect_query: Option<String>,
     /// The realm of the Basic challenge (default `fault`).
     pub basic_realm: Option<String>,
+    /// Sent as `RateLimit-Remaining` on every answer (e.g. `2;w=2`), as Docker Hub does.
+    pub rate_limit_remaining: Option<String>,
     /// A proxy in front: the first body request (`PATCH` or `PUT`) of every upload session is
     /// dropped after this many bytes, which the registry never sees (the session stays as it
     /// was).

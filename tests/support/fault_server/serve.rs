@@ -275,7 +275,12 @@ async fn handle(
         drop_request_after: None,
         discard_dropped: false,
     };
-    let resp = pipeline(&mut ctx, req, route, redirected).await;
+    let mut resp = pipeline(&mut ctx, req, route, redirected).await;
+    if let (Ok(r), Some(v)) = (&mut resp, &shared.cfg.quirks.rate_limit_remaining) {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(v) {
+            r.headers_mut().insert("ratelimit-remaining", v);
+        }
+    }
     entry.status = resp.as_ref().map_or(0, |r| r.status().as_u16());
     entry.body_bytes = ctx.received;
     shared.record(entry);
@@ -294,7 +299,8 @@ async fn pipeline(
         ctx.read_body(req.into_body(), |_| {}).await?;
         return Ok(auth::challenge(&ctx.shared, &route));
     }
-    let drop_after = match ctx.shared.arrive(ctx.kind) {
+    let uri = req.uri().to_string();
+    let drop_after = match ctx.shared.arrive(ctx.kind, &uri) {
         Some(Action::Status(code)) => {
             ctx.read_body(req.into_body(), |_| {}).await?;
             return Ok(respond::injected(code, None));

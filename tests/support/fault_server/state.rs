@@ -33,6 +33,9 @@ struct Rule {
     first: u64,
     last: u64,
     action: Action,
+    /// Only requests whose URI contains this; counted in `seen`.
+    path: Option<String>,
+    seen: u64,
 }
 
 #[derive(Default)]
@@ -123,7 +126,11 @@ impl Shared {
 
     /// Adds a rule; with `from_now`, `nth` counts from the current number of `kind` requests.
     pub fn add_fault(&self, f: Fault, from_now: bool) {
-        let offset = if from_now { self.count(f.kind) } else { 0 };
+        let offset = if from_now && f.path.is_none() {
+            self.count(f.kind)
+        } else {
+            0
+        };
         let first = offset + f.nth.max(1);
         let last = first.saturating_add(f.times.max(1) - 1);
         self.rules.lock().unwrap().push(Rule {
@@ -131,22 +138,35 @@ impl Shared {
             first,
             last,
             action: f.action,
+            path: f.path,
+            seen: 0,
         });
     }
 
     /// Counts one request of `kind` and returns the fault action aimed at it, if any.
-    pub fn arrive(&self, kind: Kind) -> Option<Action> {
+    pub fn arrive(&self, kind: Kind, uri: &str) -> Option<Action> {
         let n = {
             let mut counts = self.counts.lock().unwrap();
             let c = counts.entry(kind).or_insert(0);
             *c += 1;
             *c
         };
-        let rules = self.rules.lock().unwrap();
-        rules
-            .iter()
-            .find(|r| r.kind == kind && (r.first..=r.last).contains(&n))
-            .map(|r| r.action.clone())
+        let mut rules = self.rules.lock().unwrap();
+        let mut hit = None;
+        for r in rules.iter_mut().filter(|r| r.kind == kind) {
+            let nth = match &r.path {
+                Some(p) if uri.contains(p.as_str()) => {
+                    r.seen += 1;
+                    r.seen
+                }
+                Some(_) => continue,
+                None => n,
+            };
+            if hit.is_none() && (r.first..=r.last).contains(&nth) {
+                hit = Some(r.action.clone());
+            }
+        }
+        hit
     }
 
     pub fn record(&self, entry: Logged) {

@@ -42,6 +42,8 @@ impl TagQuery {
     }
 }
 
+/// Tags asked for per page (`?n=`; registries may send fewer, and link the next page).
+const TAGS_PAGE: usize = 1000;
 /// A tags list page larger than this is refused.
 const MAX_TAGS_PAGE: usize = 64 * 1024 * 1024;
 /// Pages followed through `Link` headers before giving up (a loop guard).
@@ -248,6 +250,8 @@ async fn send_put(
 pub async fn list_tags(repo: &Repo) -> Result<Vec<String>> {
     let ctx = repo.ctx(Op::ListTags, "tags");
     let mut url = repo.url("tags/list");
+    url.query_pairs_mut()
+        .append_pair("n", &TAGS_PAGE.to_string());
     let mut tags = Vec::new();
     for _ in 0..MAX_TAG_PAGES {
         let req = Req::new(Method::GET, url.clone(), repo.pull(), Kind::TagList);

@@ -17,6 +17,7 @@ pub mod challenge;
 pub mod errors;
 pub mod headers;
 pub mod http;
+pub mod ratelimit;
 pub mod retry;
 pub mod stats;
 
@@ -53,6 +54,8 @@ pub struct TransportConfig {
     pub user_agent: String,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Below this many remaining requests (`RateLimit-Remaining`), manifest GETs are paced.
+    pub rate_limit_reserve: u64,
 }
 
 /// A request that can be sent again (its body, if any, is in memory).
@@ -109,6 +112,8 @@ pub struct Transport {
     retry: RetryPolicy,
     auth: Authenticator,
     stats: Counters,
+    gate: ratelimit::RateGate,
+    rate_limit_reserve: u64,
 }
 
 impl Transport {
@@ -133,6 +138,8 @@ impl Transport {
             retry: cfg.retry.clone(),
             auth: Authenticator::new(registry.credential_key(), cfg.credentials.clone()),
             stats: Counters::default(),
+            gate: ratelimit::RateGate::default(),
+            rate_limit_reserve: cfg.rate_limit_reserve,
         })
     }
 
@@ -378,8 +385,26 @@ impl Transport {
         if let Some(body) = &req.body {
             b = b.body(body.clone());
         }
+        if req.kind == Kind::ManifestGet {
+            self.pace(ctx).await;
+        }
         self.stats.request(req.kind);
-        b.send().await.map_err(|e| ctx.transport(e).into())
+        let resp = b.send().await.map_err(|e| ctx.transport(e))?;
+        if let Some(n) = self.gate.observe(resp.headers()) {
+            self.stats.set_rate_limit_remaining(n);
+        }
+        Ok(resp)
+    }
+
+    /// Before a metered request: a pause when the registry said few requests remain.
+    async fn pace(&self, ctx: &Ctx) {
+        let wait = self.gate.before_metered(self.rate_limit_reserve);
+        if wait.is_zero() {
+            return;
+        }
+        self.stats.add_rate_limit_wait();
+        tracing::info!(registry = %self.name, op = %ctx.op, wait_ms = wait.as_millis() as u64, "few requests remain (RateLimit-Remaining): pausing");
+        tokio::time::sleep(wait).await;
     }
 
     /// What a final 401 means: refused or missing credentials, or no access to the repository.

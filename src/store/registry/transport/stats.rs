@@ -33,6 +33,13 @@ pub struct ClientStats {
     pub mounts_attempted: u64,
     pub mounts_succeeded: u64,
     pub tag_list_pages: u64,
+    /// Pages of the repository catalog (`/v2/_catalog`) read.
+    pub catalog_pages: u64,
+    /// Pauses taken before a manifest GET because the registry said few requests remain
+    /// (`RateLimit-Remaining`).
+    pub rate_limit_waits: u64,
+    /// The last `RateLimit-Remaining` the registry sent, if any.
+    pub rate_limit_remaining: Option<u64>,
     /// Blobs stored by a monolithic upload (`PUT` with the body, or a single `POST ?digest=`).
     pub uploads_monolithic: u64,
     /// Of those, blobs stored by a single `POST ?digest=` request.
@@ -72,6 +79,10 @@ pub struct Counters {
     mounts_attempted: AtomicU64,
     mounts_succeeded: AtomicU64,
     tag_list_pages: AtomicU64,
+    catalog_pages: AtomicU64,
+    rate_limit_waits: AtomicU64,
+    /// One more than the last value (0: never sent).
+    rate_limit_remaining: AtomicU64,
     uploads_monolithic: AtomicU64,
     uploads_single_post: AtomicU64,
     uploads_chunked: AtomicU64,
@@ -109,6 +120,7 @@ pub enum Kind {
     UploadPatch,
     Mount,
     TagList,
+    Catalog,
 }
 
 impl Counters {
@@ -125,8 +137,18 @@ impl Counters {
             Kind::UploadPatch => &self.upload_patches,
             Kind::Mount => &self.mounts_attempted,
             Kind::TagList => &self.tag_list_pages,
+            Kind::Catalog => &self.catalog_pages,
         };
         c.fetch_add(1, Relaxed);
+    }
+
+    pub fn add_rate_limit_wait(&self) {
+        self.rate_limit_waits.fetch_add(1, Relaxed);
+    }
+
+    pub fn set_rate_limit_remaining(&self, n: u64) {
+        self.rate_limit_remaining
+            .store(n.saturating_add(1), Relaxed);
     }
 
     pub fn add_retry(&self) {
@@ -194,6 +216,9 @@ impl Counters {
             mounts_attempted: g(&self.mounts_attempted),
             mounts_succeeded: g(&self.mounts_succeeded),
             tag_list_pages: g(&self.tag_list_pages),
+            catalog_pages: g(&self.catalog_pages),
+            rate_limit_waits: g(&self.rate_limit_waits),
+            rate_limit_remaining: g(&self.rate_limit_remaining).checked_sub(1),
             uploads_monolithic: g(&self.uploads_monolithic),
             uploads_single_post: g(&self.uploads_single_post),
             uploads_chunked: g(&self.uploads_chunked),
