@@ -5,6 +5,7 @@ mod registry_common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod archive_hostile;
 mod cli_copy;
 mod cli_creds;
 mod cli_output;
