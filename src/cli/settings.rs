@@ -402,3 +402,16 @@ pub fn open_single(
     let (store, target) = stores.open_one(&r)?;
     Ok((r, store, target))
 }
+
+/// Whether a destination reference writes an archive onto standard output (`FILE` `-`).
+pub fn writes_stdout(r: &ImageRef) -> bool {
+    matches!(r, ImageRef::Layout(l) if l.kind != LayoutKind::Directory && l.path.as_os_str() == "-")
+}
+
+/// The sentence that says a docker-archive image got a new digest.
+pub fn conversion_note(c: &ferry::store::archive::docker::Conversion) -> String {
+    format!(
+        "{}: {} uncompressed layer(s) compressed with {} on the way out of the docker-archive, so the layer and manifest digests are new (manifest {})",
+        c.image, c.layers, c.compress, c.digest
+    )
+}

@@ -11,6 +11,7 @@ mod cli_creds;
 mod cli_output;
 mod copy_registry;
 mod creds_config;
+mod docker_archive;
 mod harness_smoke;
 mod layout_fixtures;
 mod layout_hardening;
