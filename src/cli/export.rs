@@ -8,7 +8,7 @@ use clap::Args;
 use futures::StreamExt;
 use serde::Serialize;
 
-use ferry::copy::{BlobCounts, Copier, CopyOptions, CopyReport};
+use ferry::copy::{BlobCounts, Copier, CopyOptions, CopyReport, Prepared};
 use ferry::error::Side;
 use ferry::manifest::Platform;
 use ferry::reference::{ImageRef, LayoutKind};
@@ -153,14 +153,16 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         platforms: args.platforms.clone(),
         jobs: args.jobs.max(1),
     };
-    let results: Vec<(usize, Result<CopyReport>)> = futures::stream::iter(named.iter().enumerate())
+    // Every image is made present first (in parallel), then tagged in the order given: the
+    // archive's index lists them in that order, and a failure leaves no tag.
+    let results: Vec<(usize, Result<Prepared>)> = futures::stream::iter(named.iter().enumerate())
         .map(|(i, (name, r))| {
             let (stores, copier, opts, dst) = (&stores, &copier, &opts, dst.clone());
             async move {
                 let one = async {
                     let (src, target) = stores.open(r, Side::Source)?;
                     copier
-                        .copy(src.as_ref(), &target, dst.as_ref(), &[name.clone()], opts)
+                        .prepare(src.as_ref(), &target, dst.as_ref(), &[name.clone()], opts)
                         .await
                 };
                 (i, one.await)
@@ -171,11 +173,11 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         .await;
     let mut results = results;
     results.sort_by_key(|(i, _)| *i);
-    let mut reports = Vec::new();
+    let mut prepared = Vec::new();
     let mut errors = Vec::new();
     for (_, r) in results {
         match r {
-            Ok(rep) => reports.push(rep),
+            Ok(p) => prepared.push(p),
             Err(e) => errors.push(e),
         }
     }
@@ -186,6 +188,10 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         } else {
             Error::Many(errors)
         });
+    }
+    let mut reports = Vec::new();
+    for (p, (name, _)) in prepared.into_iter().zip(&named) {
+        reports.push(copier.tag(dst.as_ref(), p, &[name.clone()]).await?);
     }
     stores.finish().await?;
     let mut total = BlobCounts::default();

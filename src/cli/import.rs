@@ -15,7 +15,6 @@ use ferry::{Error, Result};
 use super::endpoints::TransportArgs;
 use super::promote::{execute_in, ChartServerArgs, Endpoints, GuardArgs};
 use super::settings::{conversion_note, parse_ref, Stores, TransportSettings};
-use ferry::error::Side;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -200,7 +199,8 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         args.dry_run,
     )
     .with_compress(args.dest_compress);
-    let (source, _) = stores.open(&ImageRef::Layout(archive.clone()), Side::Source)?;
+    // Opened (indexed) once: the jobs below reuse it.
+    let (source, _) = stores.open_one(&ImageRef::Layout(archive.clone()))?;
     let images = source.list_images().await?.unwrap_or_default();
     let mut planned: Vec<PlannedImage> = Vec::new();
     let mut skipped = 0;

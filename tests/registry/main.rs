@@ -12,6 +12,7 @@ mod cli_output;
 mod copy_registry;
 mod creds_config;
 mod docker_archive;
+mod export_import;
 mod harness_smoke;
 mod layout_fixtures;
 mod layout_hardening;
