@@ -162,7 +162,13 @@ pub async fn run(args: ExportArgs) -> Result<()> {
                 let one = async {
                     let (src, target) = stores.open(r, Side::Source)?;
                     copier
-                        .prepare(src.as_ref(), &target, dst.as_ref(), &[name.clone()], opts)
+                        .prepare(
+                            src.as_ref(),
+                            &target,
+                            dst.as_ref(),
+                            std::slice::from_ref(name),
+                            opts,
+                        )
                         .await
                 };
                 (i, one.await)
@@ -191,7 +197,11 @@ pub async fn run(args: ExportArgs) -> Result<()> {
     }
     let mut reports = Vec::new();
     for (p, (name, _)) in prepared.into_iter().zip(&named) {
-        reports.push(copier.tag(dst.as_ref(), p, &[name.clone()]).await?);
+        reports.push(
+            copier
+                .tag(dst.as_ref(), p, std::slice::from_ref(name))
+                .await?,
+        );
     }
     stores.finish().await?;
     let mut total = BlobCounts::default();

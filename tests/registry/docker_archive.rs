@@ -310,7 +310,7 @@ fn docker_25_archives_keep_their_oci_digest_and_pipes_and_zstd_work() {
     let src = work.path().join("src");
     let built = fixtures::write_layout(&src, "v1", &ImageSpec::oci_index());
     fixtures::seed_registry(&src, "v1", &reg.addr, "multi:v1");
-    let writer = Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args([
             "copy",
             &format!("{}/multi:v1", reg.addr),
@@ -328,9 +328,13 @@ fn docker_25_archives_keep_their_oci_digest_and_pipes_and_zstd_work() {
             &format!("oci:{}:v1", piped.display()),
         ])
         .env("TMPDIR", &tmp)
-        .stdin(writer.stdout.unwrap())
+        .stdin(writer.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert!(
+        writer.wait().unwrap().success(),
+        "the writing side succeeds"
+    );
     assert!(reader.status.success(), "{}", text(&reader.stderr));
     assert_eq!(fixtures::tagged(&piped, "v1").digest, built.digest);
     // umoci unpacks a layout extracted from ferry's oci-archive.

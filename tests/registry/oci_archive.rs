@@ -2,7 +2,7 @@
 //! referee both ways (and gzip'd archives), and a corpus of hostile archives, each refused with
 //! the entry named and nothing written outside the spool.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

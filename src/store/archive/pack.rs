@@ -19,14 +19,15 @@ pub(super) fn out_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// A tar writer onto a temp file beside `file` (returned, to be persisted by
-/// [`finish_output`]), or onto standard output when `file` is `-`.
-pub(super) fn open_output(
-    file: &Path,
-) -> Result<(
+/// A tar being written, and the temp file it goes to (`None`: standard output).
+pub(super) type Output = (
     tar::Builder<Box<dyn Write>>,
     Option<tempfile::NamedTempFile>,
-)> {
+);
+
+/// A tar writer onto a temp file beside `file` (returned, to be persisted by
+/// [`finish_output`]), or onto standard output when `file` is `-`.
+pub(super) fn open_output(file: &Path) -> Result<Output> {
     if file.as_os_str() == "-" {
         let out: Box<dyn Write> = Box::new(BufWriter::with_capacity(WRITE_BUF, std::io::stdout()));
         let mut tar = tar::Builder::new(out);
