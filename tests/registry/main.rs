@@ -6,6 +6,7 @@ mod registry_common;
 mod support;
 
 mod archive_hostile;
+mod archive_memory;
 mod cli_copy;
 mod cli_creds;
 mod cli_output;

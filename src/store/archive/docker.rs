@@ -11,9 +11,7 @@
 //! their digests, and so the manifest's, change. Every layer's bytes are checked against the
 //! config's `rootfs.diff_ids` (uncompressed) or the digest that names them (compressed).
 //!
-//! Writing: a spool layout collects blobs and manifests; `commit` packs one image per tagged
-//! manifest (an index gives the host's platform) as skopeo does: `<config-hex>.json`,
-//! `<diffid-hex>.tar` (layers decompressed), `manifest.json` last.
+//! Writing is [`super::docker_write`] (and [`super::docker_pack`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +29,6 @@ use crate::digest::Digest;
 use crate::error::{Error, Op, Result};
 use crate::manifest::{Children, Descriptor, RawManifest, MAX_MANIFEST_BYTES, OCI_MANIFEST};
 use crate::reference::RegistryRef;
-use crate::store::layout::LayoutStore;
 use crate::store::{unsupported, BlobSource, BlobStream, Store, StoredImage, Target};
 
 /// One `manifest.json` entry.
@@ -609,102 +606,5 @@ impl Store for DockerArchiveStore {
             let _ = &img.config_name;
         }
         Ok(Some(out))
-    }
-}
-
-/// A `docker-archive:` file to be written on [`DockerWriter::commit`].
-pub struct DockerWriter {
-    file: PathBuf,
-    /// The repository a bare tag is put under (`docker-archive:FILE:NAME[:TAG]`).
-    name: Option<String>,
-    inner: LayoutStore,
-    spool: tempfile::TempDir,
-}
-
-impl DockerWriter {
-    /// A writer of `file` (`-`: standard output); `name` is the repository of bare tags.
-    pub fn create(file: &Path, name: Option<String>) -> Result<Self> {
-        let spool = new_spool(file)?;
-        let inner = LayoutStore::create(spool.path())?;
-        Ok(DockerWriter {
-            file: file.to_path_buf(),
-            name,
-            inner,
-            spool,
-        })
-    }
-
-    /// A `RepoTags` entry for `tag`: a full `NAME:TAG` as it is, a bare tag under the name.
-    fn repo_tag(&self, tag: &str) -> Result<String> {
-        let last = tag.rsplit('/').next().unwrap_or(tag);
-        if last.contains(':') {
-            return Ok(tag.to_string());
-        }
-        match &self.name {
-            Some(n) => Ok(format!("{n}:{tag}")),
-            None => Err(refused(&self.file, None, format!(
-                "tag {tag:?} needs a repository name in a docker-archive: write docker-archive:FILE:NAME:TAG"
-            ))),
-        }
-    }
-
-    /// Writes the archive (temp file and rename, or standard output).
-    pub async fn commit(&self) -> Result<()> {
-        let (layout, file) = (self.spool.path().to_path_buf(), self.file.clone());
-        tokio::task::spawn_blocking(move || super::docker_pack::pack(&layout, &file))
-            .await
-            .map_err(|e| Error::Output {
-                path: self.file.clone(),
-                reason: e.to_string(),
-            })?
-    }
-}
-
-#[async_trait]
-impl Store for DockerWriter {
-    fn location(&self) -> String {
-        format!("docker-archive:{}", self.file.display())
-    }
-
-    async fn resolve(&self, target: &Target) -> Result<Option<Descriptor>> {
-        match target {
-            Target::Tag(t) => self.inner.resolve(&Target::Tag(self.repo_tag(t)?)).await,
-            t => self.inner.resolve(t).await,
-        }
-    }
-
-    async fn get_manifest(&self, target: &Target) -> Result<RawManifest> {
-        match target {
-            Target::Tag(t) => {
-                self.inner
-                    .get_manifest(&Target::Tag(self.repo_tag(t)?))
-                    .await
-            }
-            t => self.inner.get_manifest(t).await,
-        }
-    }
-
-    async fn put_manifest(&self, manifest: &RawManifest, tags: &[String]) -> Result<()> {
-        let tags = tags
-            .iter()
-            .map(|t| self.repo_tag(t))
-            .collect::<Result<Vec<_>>>()?;
-        self.inner.put_manifest(manifest, &tags).await
-    }
-
-    async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
-        self.inner.has_blob(desc).await
-    }
-
-    async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
-        self.inner.open_blob(desc, offset).await
-    }
-
-    async fn put_blob(&self, desc: &Descriptor, source: &dyn BlobSource) -> Result<u64> {
-        self.inner.put_blob(desc, source).await
-    }
-
-    async fn list_tags(&self) -> Result<Vec<String>> {
-        self.inner.list_tags().await
     }
 }

@@ -13,9 +13,12 @@
 pub mod compress;
 pub mod docker;
 mod docker_pack;
+mod docker_write;
 mod oci;
 mod pack;
+mod stream;
 mod tarindex;
+mod wrapper;
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +31,8 @@ use crate::store::layout::LayoutStore;
 use crate::store::{unsupported, BlobSource, BlobStream, Store, StoredImage, Target};
 
 pub use self::compress::Compress;
-pub use self::docker::{DockerArchiveStore, DockerWriter};
+pub use self::docker::DockerArchiveStore;
+pub use self::docker_write::DockerWriter;
 use self::oci::OciView;
 pub use self::tarindex::MAX_META_BYTES;
 use self::tarindex::{refused, TarIndex};

@@ -17,10 +17,8 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::Bytes;
-use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-
+pub(crate) use super::stream::stream_verified;
+use super::wrapper::{Bounded, Counted, Tee, Wrapper};
 use crate::digest::{Digest, DigestHasher};
 use crate::error::{Error, Result};
 use crate::store::BlobStream;
@@ -30,12 +28,7 @@ pub const MAX_META_BYTES: u64 = 4 * 1024 * 1024;
 /// Most entries an archive may hold (the index lives in memory).
 const MAX_ENTRIES: usize = 100_000;
 /// Bytes per read while data streams.
-const BUF: usize = 256 * 1024;
-/// A wrapper may expand this many times what it read (layers inside are compressed already, so
-/// real archives stay near 1:1)...
-const MAX_RATIO: u64 = 200;
-/// ...once past this many bytes out (small, very compressible archives are fine).
-const RATIO_AFTER: u64 = 64 * 1024 * 1024;
+pub(super) const BUF: usize = 256 * 1024;
 /// Links followed one after another before giving up.
 const MAX_HOPS: usize = 8;
 
@@ -290,104 +283,6 @@ impl TarIndex {
     }
 }
 
-/// Streams `loc` of the file `data`, hashing from byte 0 (the part before `from` is hashed
-/// but not sent), refusing a hash other than `expected` before the last chunk goes out.
-pub(crate) fn stream_verified(
-    data: PathBuf,
-    shown: PathBuf,
-    name: String,
-    loc: Loc,
-    expected: Option<Digest>,
-    from: u64,
-) -> BlobStream {
-    struct St {
-        f: Option<tokio::fs::File>,
-        pos: u64,
-        hasher: Option<DigestHasher>,
-        done: bool,
-    }
-    let st = St {
-        f: None,
-        pos: 0,
-        hasher: Some(DigestHasher::new()),
-        done: false,
-    };
-    futures::stream::unfold(st, move |mut st| {
-        let (data, shown, name, expected) = (data.clone(), shown.clone(), name.clone(), expected.clone());
-        async move {
-            if st.done {
-                return None;
-            }
-            let fail = |e: Error| {
-                let end = St {
-                    f: None,
-                    pos: 0,
-                    hasher: None,
-                    done: true,
-                };
-                Some((Err(e), end))
-            };
-            let read_err = |e: std::io::Error| refused(&shown, Some(&name), format!("cannot read the entry: {e}"));
-            if st.f.is_none() {
-                let mut f = match tokio::fs::File::open(&data).await {
-                    Ok(f) => f,
-                    Err(e) => return fail(read_err(e)),
-                };
-                if let Err(e) = f.seek(SeekFrom::Start(loc.offset)).await {
-                    return fail(read_err(e));
-                }
-                st.f = Some(f);
-            }
-            loop {
-                let left = loc.size - st.pos;
-                if left == 0 {
-                    // Only an empty entry gets here: its hash is checked all the same.
-                    let actual = Digest::of(b"");
-                    return match &expected {
-                        Some(want) if want != &actual => {
-                            let why = format!("the bytes hash to {actual}, not to {want}, the digest that names them");
-                            fail(refused(&shown, Some(&name), why))
-                        }
-                        _ => None,
-                    };
-                }
-                let mut buf = vec![0u8; (left.min(BUF as u64)) as usize];
-                let f = st.f.as_mut().expect("opened");
-                if let Err(e) = f.read_exact(&mut buf).await {
-                    return fail(read_err(e));
-                }
-                let start = st.pos;
-                st.pos += buf.len() as u64;
-                let h = st.hasher.as_mut().expect("hashing");
-                h.update(&buf);
-                if st.pos == loc.size {
-                    let (actual, _) = st.hasher.take().expect("hashing").finish();
-                    if let Some(want) = &expected {
-                        if &actual != want {
-                            let why = format!(
-                                "the bytes hash to {actual}, not to {want}, the digest that names them"
-                            );
-                            return fail(refused(&shown, Some(&name), why));
-                        }
-                    }
-                    st.done = true;
-                }
-                let end = st.pos;
-                if end <= from {
-                    if st.done {
-                        return None;
-                    }
-                    continue;
-                }
-                let skip = from.saturating_sub(start) as usize;
-                let chunk = Bytes::from(buf).slice(skip..);
-                return Some((Ok(chunk), st));
-            }
-        }
-    })
-    .boxed()
-}
-
 fn spool_err(shown: &Path, e: &std::io::Error) -> Error {
     refused(
         shown,
@@ -397,82 +292,6 @@ fn spool_err(shown: &Path, e: &std::io::Error) -> Error {
             std::env::temp_dir().display()
         ),
     )
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Wrapper {
-    Plain,
-    Gzip,
-    Zstd,
-    Unreadable(&'static str, &'static str),
-}
-
-impl Wrapper {
-    fn of(magic: &[u8]) -> Wrapper {
-        match magic {
-            [0x1f, 0x8b, ..] => Wrapper::Gzip,
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Wrapper::Zstd,
-            [0xfd, b'7', b'z', b'X', b'Z', ..] => Wrapper::Unreadable("xz", "xz -d"),
-            [b'B', b'Z', b'h', ..] => Wrapper::Unreadable("bzip2", "bzip2 -d"),
-            _ => Wrapper::Plain,
-        }
-    }
-}
-
-/// Counts the compressed bytes read.
-struct Counted<R> {
-    inner: R,
-    n: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let k = self.inner.read(buf)?;
-        self.n.set(self.n.get() + k as u64);
-        Ok(k)
-    }
-}
-
-/// Fails once the decompressor has put out more than [`MAX_RATIO`] times what it read (past
-/// [`RATIO_AFTER`]): a decompression bomb would fill the spool.
-struct Bounded {
-    inner: Box<dyn Read>,
-    read_in: Rc<Cell<u64>>,
-    put_out: u64,
-    label: &'static str,
-}
-
-impl Read for Bounded {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let k = self.inner.read(buf)?;
-        self.put_out += k as u64;
-        let read_in = self.read_in.get().max(1);
-        if !self.label.is_empty()
-            && self.put_out > RATIO_AFTER
-            && self.put_out / read_in > MAX_RATIO
-        {
-            let why = format!(
-                "the {} wrapper expands {read_in} bytes to more than {} (ratio over {MAX_RATIO}:1): refused as a {} bomb",
-                self.label, self.put_out, self.label
-            );
-            return Err(std::io::Error::other(why));
-        }
-        Ok(k)
-    }
-}
-
-/// Copies what the tar reader reads into the spool file.
-struct Tee {
-    inner: Bounded,
-    out: BufWriter<File>,
-}
-
-impl Read for Tee {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let k = self.inner.read(buf)?;
-        self.out.write_all(&buf[..k])?;
-        Ok(k)
-    }
 }
 
 fn truncated(e: &std::io::Error) -> String {
