@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::new_spool;
-use super::tarindex::refused;
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, RawManifest};
 use crate::store::layout::LayoutStore;
@@ -34,18 +33,14 @@ impl DockerWriter {
         })
     }
 
-    /// A `RepoTags` entry for `tag`: a full `NAME:TAG` as it is, a bare tag under the name.
-    fn repo_tag(&self, tag: &str) -> Result<String> {
+    /// A `RepoTags` entry for `tag`: a full `NAME:TAG` as it is, a bare tag under the name;
+    /// `None` (the image is written untagged, as skopeo does) when there is no name.
+    fn repo_tag(&self, tag: &str) -> Option<String> {
         let last = tag.rsplit('/').next().unwrap_or(tag);
         if last.contains(':') {
-            return Ok(tag.to_string());
+            return Some(tag.to_string());
         }
-        match &self.name {
-            Some(n) => Ok(format!("{n}:{tag}")),
-            None => Err(refused(&self.file, None, format!(
-                "tag {tag:?} needs a repository name in a docker-archive: write docker-archive:FILE:NAME:TAG"
-            ))),
-        }
+        self.name.as_ref().map(|n| format!("{n}:{tag}"))
     }
 
     /// Writes the archive (temp file and rename, or standard output).
@@ -68,7 +63,10 @@ impl Store for DockerWriter {
 
     async fn resolve(&self, target: &Target) -> Result<Option<Descriptor>> {
         match target {
-            Target::Tag(t) => self.inner.resolve(&Target::Tag(self.repo_tag(t)?)).await,
+            Target::Tag(t) => match self.repo_tag(t) {
+                Some(t) => self.inner.resolve(&Target::Tag(t)).await,
+                None => Ok(None),
+            },
             t => self.inner.resolve(t).await,
         }
     }
@@ -76,19 +74,18 @@ impl Store for DockerWriter {
     async fn get_manifest(&self, target: &Target) -> Result<RawManifest> {
         match target {
             Target::Tag(t) => {
-                self.inner
-                    .get_manifest(&Target::Tag(self.repo_tag(t)?))
-                    .await
+                let named = self.repo_tag(t).ok_or_else(|| Error::NotFound {
+                    what: format!("tag {t}"),
+                    location: self.location(),
+                })?;
+                self.inner.get_manifest(&Target::Tag(named)).await
             }
             t => self.inner.get_manifest(t).await,
         }
     }
 
     async fn put_manifest(&self, manifest: &RawManifest, tags: &[String]) -> Result<()> {
-        let tags = tags
-            .iter()
-            .map(|t| self.repo_tag(t))
-            .collect::<Result<Vec<_>>>()?;
+        let tags: Vec<String> = tags.iter().filter_map(|t| self.repo_tag(t)).collect();
         self.inner.put_manifest(manifest, &tags).await
     }
 

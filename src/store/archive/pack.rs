@@ -1,6 +1,6 @@
 //! Writing an `oci-archive:` file from a finished layout: a deterministic tar (`oci-layout`,
-//! `index.json`, `blobs/`, `blobs/sha256/`, then each blob in name order; mode 0644/0755, owner
-//! 0, mtime 0) written to a temp file beside the destination, fsynced, then renamed over it, so
+//! `blobs/`, `blobs/sha256/`, each blob in name order, then `index.json` last; mode 0644/0755,
+//! owner 0, mtime 0) written to a temp file beside the destination, fsynced, then renamed over it, so
 //! the file is the old one or the complete new one, never half of either. `-` writes the tar
 //! to standard output instead.
 
@@ -87,9 +87,7 @@ pub(super) fn finish_output(
 /// Writes the layout at `layout` as the tar `file` (replaced atomically), or to stdout (`-`).
 pub(super) fn pack(layout: &Path, file: &Path) -> Result<()> {
     let (mut tar, tmp) = open_output(file)?;
-    for meta in ["oci-layout", "index.json"] {
-        append_file(&mut tar, &layout.join(meta), meta, file)?;
-    }
+    append_file(&mut tar, &layout.join("oci-layout"), "oci-layout", file)?;
     let blobs = layout.join("blobs").join("sha256");
     for d in ["blobs/", "blobs/sha256/"] {
         append_dir(&mut tar, d, file)?;
@@ -109,6 +107,8 @@ pub(super) fn pack(layout: &Path, file: &Path) -> Result<()> {
             file,
         )?;
     }
+    // The index last: a reader that finds it has every blob it names before it.
+    append_file(&mut tar, &layout.join("index.json"), "index.json", file)?;
     finish_output(tar, tmp, file)
 }
 
