@@ -373,3 +373,74 @@ fn docker_25_archives_keep_their_oci_digest_and_pipes_and_zstd_work() {
         "spools are removed"
     );
 }
+
+/// A containerd-store `docker save`: the registry's index and compressed blobs as pulled, for
+/// one platform only, with manifest.json naming the compressed layers.
+#[test]
+fn containerd_store_archives_keep_their_digests() {
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let src = work.path().join("src");
+    let built = fixtures::write_layout(&src, "v1", &ImageSpec::oci_index());
+    let amd64 = &built.children[0];
+    let blobs = src.join("blobs/sha256");
+    let read = |d: &Digest| std::fs::read(blobs.join(d.hex())).unwrap();
+    let child: Value = serde_json::from_slice(&read(&amd64.digest)).unwrap();
+    let config: Digest = serde_json::from_value(child["config"]["digest"].clone()).unwrap();
+    let layers: Vec<Digest> = child["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_value(l["digest"].clone()).unwrap())
+        .collect();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    // The index names three platforms; only amd64's manifest and blobs are carried.
+    for d in std::iter::once(&built.digest)
+        .chain([&amd64.digest, &config])
+        .chain(&layers)
+    {
+        add(&format!("blobs/sha256/{}", d.hex()), &read(d));
+    }
+    let index = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": built.media_type, "digest": built.digest.to_string(), "size": built.size,
+        "annotations": {"org.opencontainers.image.ref.name": "1"}}]});
+    add("index.json", &serde_json::to_vec(&index).unwrap());
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    let saved = json!([{
+        "Config": format!("blobs/sha256/{}", config.hex()),
+        "RepoTags": ["app:1"],
+        "Layers": layers.iter().map(|l| format!("blobs/sha256/{}", l.hex())).collect::<Vec<_>>()
+    }]);
+    add("manifest.json", &serde_json::to_vec(&saved).unwrap());
+    let file = work.path().join("containerd.tar");
+    std::fs::write(&file, b.into_inner().unwrap()).unwrap();
+    // Into a registry: the layers are compressed already, so nothing changes: the platform's
+    // manifest keeps its digest and ferry says nothing about new digests.
+    let dst = format!("{}/cd:1", reg.addr);
+    let out = ok(ferry_in(
+        &tmp,
+        &[
+            "copy",
+            &format!("docker-archive:{}:app:1", file.display()),
+            &dst,
+        ],
+    ));
+    assert!(
+        !text(&out.stderr).contains("digests are new"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        fixtures::inspect_digest(&format!("docker://{dst}")),
+        amd64.digest
+    );
+}

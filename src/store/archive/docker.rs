@@ -126,7 +126,7 @@ impl DockerArchiveStore {
         let entries: Vec<Entry> = serde_json::from_slice(body)
             .map_err(|e| bad("manifest.json", format!("not a docker save manifest: {e}")))?;
         let own = if idx.meta("index.json").is_some() && idx.meta("oci-layout").is_some() {
-            OciView::open(&idx).ok()
+            OciView::parse(&idx).ok()
         } else {
             None
         };
@@ -466,10 +466,14 @@ fn own_manifest(idx: &TarIndex, view: &OciView, image: &Image) -> Option<RawMani
         if seen > 64 {
             return None;
         }
-        let m = view
-            .manifest(idx, &d.digest, Some(&d), "index.json", "")
-            .ok()?;
-        match m.children().ok()? {
+        // Manifests the archive does not carry (other platforms) are passed over.
+        let Ok(m) = view.manifest(idx, &d.digest, Some(&d), "index.json", "") else {
+            continue;
+        };
+        let Ok(children) = m.children() else {
+            continue;
+        };
+        match children {
             Children::Index { manifests } => todo.extend(manifests),
             Children::Image { config, layers } => {
                 let same = config.digest == image.config.digest

@@ -30,6 +30,18 @@ pub(crate) fn blob_name(d: &Digest) -> String {
 impl OciView {
     /// Reads `index.json` and `oci-layout` of an indexed archive and walks every image.
     pub fn open(idx: &TarIndex) -> Result<OciView> {
+        let view = Self::parse(idx)?;
+        let mut seen = HashSet::new();
+        for (desc, tag) in &view.entries {
+            let label = tag.clone().unwrap_or_else(|| desc.digest.to_string());
+            view.walk(idx, desc, &label, "index.json", 0, &mut seen)?;
+        }
+        Ok(view)
+    }
+
+    /// Reads `index.json` and `oci-layout` without walking the images (a docker-archive's OCI
+    /// layout may name platforms whose blobs it does not carry).
+    pub fn parse(idx: &TarIndex) -> Result<OciView> {
         let file = idx.shown.as_path();
         for meta in ["oci-layout", "index.json"] {
             if idx.meta(meta).is_none() {
@@ -94,13 +106,7 @@ impl OciView {
                 check_blob_name(rest).map_err(|why| refused(file, Some(name), why))?;
             }
         }
-        let view = OciView { entries };
-        let mut seen = HashSet::new();
-        for (desc, tag) in &view.entries {
-            let label = tag.clone().unwrap_or_else(|| desc.digest.to_string());
-            view.walk(idx, desc, &label, "index.json", 0, &mut seen)?;
-        }
-        Ok(view)
+        Ok(OciView { entries })
     }
 
     /// Checks that `desc` (named by `parent`) and everything under it is in the archive.
