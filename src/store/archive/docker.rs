@@ -52,7 +52,6 @@ struct Layer {
 
 struct Image {
     repo_tags: Vec<String>,
-    config_name: String,
     config: Descriptor,
     layers: Vec<Layer>,
     /// The archive's own OCI manifest for this image (Docker 25+, containerd), if any.
@@ -201,7 +200,6 @@ impl DockerArchiveStore {
             blobs.insert(config_digest, BlobAt::Entry(config_name.clone(), loc));
             let mut image = Image {
                 repo_tags: e.repo_tags.unwrap_or_default(),
-                config_name,
                 config,
                 layers,
                 own: None,
@@ -255,11 +253,6 @@ impl DockerArchiveStore {
             Some(i) => Ok(Some((i, self.prepare(i).await?))),
             None => Ok(None),
         }
-    }
-
-    /// The images and what each is called: its `RepoTags` (empty: untagged).
-    pub fn names(&self) -> Vec<Vec<String>> {
-        self.images.iter().map(|i| i.repo_tags.clone()).collect()
     }
 
     /// The one image (what `docker-archive:FILE` alone means).
@@ -607,7 +600,6 @@ impl Store for DockerArchiveStore {
                     descriptor: desc.clone(),
                 });
             }
-            let _ = &img.config_name;
         }
         Ok(Some(out))
     }
