@@ -22,6 +22,7 @@ const EXAMPLES: &str = "\
 Examples:
   ferry export registry.example.com/team/api:1.4 registry.example.com/team/web:1.4 --to oci-archive:mirror.tar
   ferry export --from-file images.txt --to oci:./mirror          # a layout directory
+  ferry export --plan release.yaml --var version=1.4.2 --to oci-archive:release.tar
   ferry export 127.0.0.1:5000/app:1 --to docker-archive:app.tar   # for docker load
   ferry export 127.0.0.1:5000/app:1 --to oci-archive:- | ssh diode 'cat > mirror.tar'
 
@@ -32,7 +33,8 @@ keeps what it holds: blobs already present (verified when they were written) are
 again. An oci-archive or docker-archive is written (temp file + rename) only when every image
 was exported; `-` writes it to standard output (the report then goes to stderr). A
 docker-archive holds one platform per image (the host's, or --platform) and uncompressed
-layers. --from-file reads one reference per line (# comments and blank lines skipped).";
+layers. --from-file reads one reference per line (# comments and blank lines skipped); --plan
+takes the source image of each entry of a promotion plan.";
 
 #[derive(Args)]
 #[command(after_help = EXAMPLES)]
@@ -45,6 +47,12 @@ pub struct ExportArgs {
     /// Read more image references from this file, one per line.
     #[arg(long, value_name = "LIST")]
     pub from_file: Option<PathBuf>,
+    /// Export the source images of a promotion plan (see ferry promote --help).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// A template value for the plan, e.g. --var version=1.4.2 (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", requires = "plan")]
+    pub vars: Vec<String>,
     /// Export only this platform of multi-platform images, OS/ARCH[/VARIANT] (repeatable).
     #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
     pub platforms: Vec<Platform>,
@@ -111,10 +119,14 @@ pub async fn run(args: ExportArgs) -> Result<()> {
     if let Some(p) = &args.from_file {
         sources.extend(read_list(p)?);
     }
+    if let Some(p) = &args.plan {
+        let plan = ferry::promote::Plan::load(p, &super::promote::cli_vars(&args.vars)?)?;
+        sources.extend(plan.images.iter().map(|i| i.source.to_string()));
+    }
     if sources.is_empty() {
         return Err(Error::Usage {
             arg: "export".into(),
-            reason: "no image: give SRC... or --from-file LIST".into(),
+            reason: "no image: give SRC..., --from-file LIST or --plan FILE".into(),
         });
     }
     let dst_ref = parse_ref(&args.to)?;

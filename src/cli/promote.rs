@@ -294,7 +294,7 @@ pub fn one_image(
     })
 }
 
-fn cli_vars(vars: &[String]) -> Result<Vars> {
+pub fn cli_vars(vars: &[String]) -> Result<Vars> {
     let mut v = Vars::new();
     for s in vars {
         let (name, value) = Vars::parse_assignment(s).map_err(|reason| Error::Usage {

@@ -246,6 +246,35 @@ fn docker_archives_hold_many_images_by_repo_tags() {
         assert_eq!(m["layers"].as_array().unwrap().len(), 3, "image {i}");
         let _ = built;
     }
+    // A promotion plan's sources export as well.
+    let plan = work.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "images:\n  - source: {}/team/a:1\n    tags: [x]\n    destination: {}/elsewhere\n",
+            reg.addr, reg.addr
+        ),
+    )
+    .unwrap();
+    let from_plan = work.path().join("plan.tar");
+    ok(ferry_in(
+        &tmp,
+        &[
+            "export",
+            "-q",
+            "--plan",
+            &plan.display().to_string(),
+            "--to",
+            &format!("oci-archive:{}", from_plan.display()),
+        ],
+    ));
+    let listed =
+        String::from_utf8(ok(ferry_in(&tmp, &["ls", &from_plan.display().to_string()])).stdout)
+            .unwrap();
+    assert!(
+        listed.starts_with(&format!("team/a:1\t{}\t", a.digest)),
+        "{listed}"
+    );
     // FILE:REF picks one; import pushes both (new digests: the layers are compressed).
     let one = work.path().join("one");
     ok(ferry_in(
