@@ -111,8 +111,11 @@ pub struct LayoutRef {
 pub enum LayoutKind {
     /// `oci:DIR`: the layout's directory.
     Directory,
-    /// `oci-archive:FILE`: a tar (plain or gzip'd) of the layout's files.
+    /// `oci-archive:FILE`: a tar (plain, gzip'd or zstd'd) of the layout's files.
     Archive,
+    /// `docker-archive:FILE`: the `docker save` format; the "tag" is a docker reference
+    /// (`NAME[:TAG]`) or `@N`, an index into its `manifest.json`.
+    DockerArchive,
 }
 
 impl LayoutKind {
@@ -121,6 +124,7 @@ impl LayoutKind {
         match self {
             LayoutKind::Directory => "oci:",
             LayoutKind::Archive => "oci-archive:",
+            LayoutKind::DockerArchive => "docker-archive:",
         }
     }
 }
@@ -143,10 +147,9 @@ fn err(input: &str, reason: impl Into<String>) -> ReferenceError {
 /// The transports skopeo (containers/image) knows besides `docker://` and `oci:`. Written
 /// `NAME:…`, they would otherwise read as a Docker Hub repository with a tag
 /// (`docker-daemon:alpine` as `docker.io/library/docker-daemon:alpine`).
-const OTHER_TRANSPORTS: [&str; 7] = [
+const OTHER_TRANSPORTS: [&str; 6] = [
     "containers-storage",
     "dir",
-    "docker-archive",
     "docker-daemon",
     "ostree",
     "sif",
@@ -172,7 +175,7 @@ fn check_transport(s: &str) -> Result<(), ReferenceError> {
     match unsupported_transport(s) {
         Some(t) => Err(err(
             s,
-            format!("transport {t} is not supported (supported: docker://, oci:, oci-archive:)"),
+            format!("transport {t} is not supported (supported: docker://, oci:, oci-archive:, docker-archive:)"),
         )),
         None => Ok(()),
     }
@@ -186,6 +189,9 @@ impl FromStr for ImageRef {
         }
         if let Some(rest) = s.strip_prefix("oci-archive:") {
             return parse_layout(s, rest, LayoutKind::Archive).map(ImageRef::Layout);
+        }
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            return parse_docker_archive(s, rest).map(ImageRef::Layout);
         }
         check_transport(s)?;
         let rest = s.strip_prefix("docker://").unwrap_or(s);
@@ -211,13 +217,87 @@ pub fn is_valid_tag(tag: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
+/// `docker-archive:PATH[:REF]` (as skopeo splits it, at the first `:`): REF is a docker
+/// reference without digest, or `@N`.
+fn parse_docker_archive(input: &str, rest: &str) -> Result<LayoutRef, ReferenceError> {
+    let (path, reference) = match rest.split_once(':') {
+        Some((p, r)) => (p, Some(r)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(err(
+            input,
+            "docker-archive: needs a file path, e.g. docker-archive:./out.tar:app:1",
+        ));
+    }
+    if let Some(r) = reference {
+        if let Some(n) = r.strip_prefix('@') {
+            if n.parse::<usize>().is_err() {
+                return Err(err(
+                    input,
+                    format!("@{n}: expected @N, an image's index in manifest.json"),
+                ));
+            }
+        } else {
+            let parsed = RegistryRef::parse_with_input(input, r)?;
+            if parsed.digest.is_some() {
+                return Err(err(
+                    input,
+                    "a docker-archive reference takes NAME[:TAG], not a digest",
+                ));
+            }
+        }
+    }
+    Ok(LayoutRef {
+        path: PathBuf::from(path),
+        tag: reference.map(str::to_string),
+        digest: None,
+        kind: LayoutKind::DockerArchive,
+    })
+}
+
+/// Whether an `oci-archive:` path is complete before its first `:` (standard input, an
+/// existing file, or a name ending like an archive): the rest is then a ref name, which may
+/// hold `/` and `:` (`oci-archive:mirror.tar:team/api:1.4`).
+fn archive_path_first(p: &str) -> bool {
+    p == "-"
+        || [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst"]
+            .iter()
+            .any(|ext| p.ends_with(ext))
+        || std::path::Path::new(p).is_file()
+}
+
+/// A ref name as OCI layouts allow it: non-empty, printable, no spaces, no `@`.
+fn is_ref_name(r: &str) -> bool {
+    !r.is_empty() && r.len() <= 255 && r.bytes().all(|b| b.is_ascii_graphic() && b != b'@')
+}
+
 fn parse_layout(input: &str, rest: &str, kind: LayoutKind) -> Result<LayoutRef, ReferenceError> {
+    if kind == LayoutKind::Archive {
+        if let Some((p, r)) = rest.split_once(':') {
+            if archive_path_first(p)
+                && (r.contains('/') || r.contains(':'))
+                && !r.starts_with("sha256:")
+            {
+                if !is_ref_name(r) {
+                    return Err(err(input, format!("{r:?} is not a valid ref name")));
+                }
+                return Ok(LayoutRef {
+                    path: PathBuf::from(p),
+                    tag: Some(r.to_string()),
+                    digest: None,
+                    kind,
+                });
+            }
+        }
+    }
     if rest.is_empty() {
         let why = match kind {
             LayoutKind::Directory => "oci: needs a directory path, e.g. oci:./out:latest",
             LayoutKind::Archive => {
                 "oci-archive: needs a file path, e.g. oci-archive:./out.tar:latest"
             }
+            LayoutKind::DockerArchive => "docker-archive: needs a file path",
         };
         return Err(err(input, why));
     }
@@ -571,14 +651,13 @@ mod tests {
         for (input, transport) in [
             ("docker-daemon:alpine", "docker-daemon"),
             ("dir:/tmp/x", "dir"),
-            ("docker-archive:a.tar:v1", "docker-archive"),
             ("containers-storage:localhost/app", "containers-storage"),
             ("https://ghcr.io/o/r", "https"),
             ("docker-daemon://alpine", "docker-daemon"),
         ] {
             let e = input.parse::<ImageRef>().expect_err(input).to_string();
             let want = format!(
-                "transport {transport} is not supported (supported: docker://, oci:, oci-archive:)"
+                "transport {transport} is not supported (supported: docker://, oci:, oci-archive:, docker-archive:)"
             );
             assert!(e.contains(&want), "{input}: {e}");
             assert!(input.parse::<RegistryRef>().is_err(), "{input}");

@@ -8,6 +8,7 @@ use ferry::copy::{BlobLedger, Copier, CopyOptions, CopyReport, Selection};
 use ferry::error::Side;
 use ferry::manifest::Platform;
 use ferry::reference::{ImageRef, Tag};
+use ferry::store::archive::Compress;
 use ferry::store::Target;
 use ferry::{Error, Result};
 
@@ -21,18 +22,31 @@ Examples:
   ferry copy docker://alpine:3.20 oci:./mirror:3.20          # registry -> OCI layout
   ferry copy oci:./mirror:3.20 127.0.0.1:5000/alpine:3.20     # OCI layout -> registry
   ferry copy docker://alpine:3.20 oci-archive:./alpine.tar:3.20 # registry -> OCI archive
+  ferry copy docker-archive:./saved.tar:app:1 127.0.0.1:5000/app:1 # docker save -> registry
+  ferry copy 127.0.0.1:5000/app:1 docker-archive:./app.tar:app:1  # registry -> docker load
+  ferry copy oci-archive:-:1 127.0.0.1:5000/app:1 < app.tar      # standard input
   ferry copy --platform linux/amd64 --platform linux/arm64 src.io/app:1 dst.io/app:1
 
 References: [registry[:port]/]repo[:tag][@sha256:...] (docker:// prefix accepted; unqualified
-names are Docker Hub), oci:PATH[:TAG] for an OCI image layout directory, or
-oci-archive:FILE[:TAG] for a tar of one (plain or gzip'd; FILE alone reads its only image). A
-destination without tag is tagged `latest`; one with only a digest is pushed by digest, untagged.
+names are Docker Hub), oci:PATH[:TAG] for an OCI image layout directory,
+oci-archive:FILE[:REF] for a tar of one (plain, gzip'd or zstd'd; REF may be a tag or a
+repo/path:tag ref name), docker-archive:FILE[:NAME[:TAG]|:@N] for the docker save format. FILE
+alone reads its only image. A destination without tag is tagged `latest`; one with only a
+digest is pushed by digest, untagged.
 
-Archives: a source archive is extracted, every entry checked (no links, devices, `..` or
-absolute names; each blob's bytes must be its digest), into a private spool under $TMPDIR
-(needs as much free space as the archive holds). A destination archive is built in such a
-spool, keeping the images FILE already holds, and written (temp file + rename) only when the
-copy succeeded.
+Archives: a source archive is indexed in one pass over its tar headers, every entry checked
+(no links leaving the archive, devices, `..` or absolute names), and read in place: each
+manifest and blob is verified against its digest as it is read. FILE `-` is standard input; it,
+and a gzip/zstd-wrapped archive, are spooled (decompressed) to a temp file under $TMPDIR
+first, since a tar cannot be read out of order from a pipe. A destination archive is built in
+a spool under $TMPDIR (keeping the images an oci-archive FILE already holds) and written
+(temp file + rename, or standard output for `-`) only when the copy succeeded.
+
+Digests: oci-archive keeps every digest. A docker-archive holds uncompressed layers: into a
+registry they are compressed (--dest-compress, gzip by default), so layer and manifest digests
+are NEW (ferry says so); into a layout or archive they stay uncompressed (digests kept when the
+archive carries its own OCI manifest, Docker 25+). Writing a docker-archive stores layers
+uncompressed and one platform per image (the host's, or --platform): its digests are docker's.
 
 Platforms: without --platform every platform of an index is copied and the index keeps its
 digest. With --platform, one matching platform copies that platform's own manifest (its digest
@@ -68,6 +82,10 @@ pub struct CopyArgs {
     /// Write the destination's manifest digest to this file (atomically) once the copy is done.
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<std::path::PathBuf>,
+    /// How a docker-archive's uncompressed layers are stored at the destination: gzip, zstd
+    /// or none (default: gzip into a registry, none into a layout or archive).
+    #[arg(long, value_name = "gzip|zstd|none")]
+    pub dest_compress: Option<Compress>,
     #[command(flatten)]
     pub referrers: super::referrers::ReferrerArgs,
     #[command(flatten)]
@@ -102,8 +120,13 @@ async fn copy(args: &CopyArgs) -> Result<()> {
 async fn copy_with(args: &CopyArgs, ledger: Arc<BlobLedger>) -> Result<()> {
     let src_ref = parse_ref(&args.source)?;
     let dst_ref = parse_ref(&args.destination)?;
+    let compress = args.dest_compress.unwrap_or(match dst_ref {
+        ImageRef::Registry(_) => Compress::Gzip,
+        ImageRef::Layout(_) => Compress::None,
+    });
     let stores = Stores::new(TransportSettings::resolve(&args.transport)?, None, false)
-        .with_archive_output();
+        .with_archive_output()
+        .with_compress(compress);
     let (src, target) = stores.open(&src_ref, Side::Source)?;
     let (dst, dst_target) = stores.open(&dst_ref, Side::Destination)?;
     let mut tags = Vec::new();
@@ -146,7 +169,18 @@ async fn copy_with(args: &CopyArgs, ledger: Arc<BlobLedger>) -> Result<()> {
     if let Some(path) = &args.digestfile {
         super::digestfile::write(path, &report.destination_digest)?;
     }
-    print_report(&report, args.json, args.quiet);
+    // A tar on standard output leaves stdout to the tar: the report goes to stderr.
+    let to_stdout = super::settings::writes_stdout(&dst_ref);
+    if to_stdout && !args.quiet {
+        eprintln!("{}", report_text(&report));
+    } else {
+        print_report(&report, args.json, args.quiet);
+    }
+    if !args.quiet {
+        for c in stores.conversions() {
+            eprintln!("ferry: note: {}", super::settings::conversion_note(&c));
+        }
+    }
     if let (ImageRef::Layout(_), false) = (&dst_ref, args.quiet) {
         if let Some(w) = docker_types_warning(&report) {
             eprintln!("ferry: warning: {w}");
@@ -180,6 +214,12 @@ fn print_report(r: &CopyReport, json: bool, quiet: bool) {
     if quiet {
         return;
     }
+    println!("{}", report_text(r));
+}
+
+fn report_text(r: &CopyReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     let what = match r.selection {
         Selection::Unchanged => "",
         Selection::SingleManifest => {
@@ -188,22 +228,22 @@ fn print_report(r: &CopyReport, json: bool, quiet: bool) {
         Selection::SubsetIndex => " (platform subset: NEW index digest)",
     };
     if r.unchanged {
-        println!(
+        return format!(
             "{} already at {} {}: nothing to do",
             r.destination,
             short(&r.destination_digest),
             r.tags.join(",")
         );
-        return;
     }
-    println!("copied {} -> {}{what}", r.source, r.destination);
-    println!("  source digest:      {}", r.source_digest);
-    println!("  destination digest: {}", r.destination_digest);
+    let _ = writeln!(out, "copied {} -> {}{what}", r.source, r.destination);
+    let _ = writeln!(out, "  source digest:      {}", r.source_digest);
+    let _ = writeln!(out, "  destination digest: {}", r.destination_digest);
     if !r.tags.is_empty() {
-        println!("  tags:               {}", r.tags.join(", "));
+        let _ = writeln!(out, "  tags:               {}", r.tags.join(", "));
     }
     let b = &r.blobs;
-    println!(
+    let _ = write!(
+        out,
         "  blobs: {} copied ({}), {} mounted, {} already present; manifests: {} pushed, {} present; {:.2}s",
         b.copied,
         human_bytes(b.bytes_copied),
@@ -215,8 +255,9 @@ fn print_report(r: &CopyReport, json: bool, quiet: bool) {
     );
     if !r.referrers.is_empty() {
         let moved = r.referrers.iter().filter(|f| !f.present).count();
-        println!(
-            "  referrers: {} found, {moved} copied; referrer tags written: {}",
+        let _ = write!(
+            out,
+            "\n  referrers: {} found, {moved} copied; referrer tags written: {}",
             r.referrers.len(),
             if r.referrer_tags.is_empty() {
                 "none".to_string()
@@ -225,4 +266,5 @@ fn print_report(r: &CopyReport, json: bool, quiet: bool) {
             }
         );
     }
+    out
 }

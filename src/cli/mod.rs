@@ -6,6 +6,8 @@ mod delete;
 mod digestfile;
 mod docs;
 mod endpoints;
+mod export;
+mod import;
 mod inspect;
 mod ls;
 pub mod progress;
@@ -68,11 +70,15 @@ pub enum Command {
     Tag(tag::TagArgs),
     /// Package a Helm chart, or publish one to an OCI registry or ChartMuseum (guarded).
     Chart(chart::ChartArgs),
+    /// Export many images into one oci-archive, docker-archive or OCI layout (each blob once).
+    Export(export::ExportArgs),
+    /// Push every image of an archive or layout under a registry prefix, all-or-nothing.
+    Import(import::ImportArgs),
     /// Print the manifest digest an image reference names (an index's for a multi-platform image).
     Digest(inspect::DigestArgs),
     /// Show what an image, index or artifact is (platforms, config, layers), or its exact bytes.
     Inspect(inspect::InspectArgs),
-    /// List the tags of a repository (sorted, every page), or the images of an OCI layout.
+    /// List the tags of a repository (sorted, every page), or the images of a layout or archive.
     Ls(ls::LsArgs),
     /// Show what refers to an image (signatures, SBOMs, attestations) as a tree.
     Referrers(referrers::ReferrersCmdArgs),
@@ -92,6 +98,8 @@ impl Cli {
             Command::Promote(args) => promote::run(args).await,
             Command::Sync(args) => sync::run(args).await,
             Command::Tag(args) => tag::run(args).await,
+            Command::Export(args) => export::run(args).await,
+            Command::Import(args) => import::run(args).await,
             Command::Digest(args) => inspect::digest(args).await,
             Command::Inspect(args) => inspect::run(args).await,
             Command::Ls(args) => ls::run(args).await,

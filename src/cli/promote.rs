@@ -197,24 +197,32 @@ pub async fn execute(
     guard: &GuardArgs,
     endpoints: Endpoints<'_>,
 ) -> Result<()> {
-    let loaded = charts::load(&plan.charts)?;
     let stores = Stores::new(
         TransportSettings::resolve(endpoints.transport)?,
         endpoints.one_side,
         guard.dry_run,
     );
-    let opener = Opener::new(&stores);
+    execute_in(&stores, plan, options, limits, guard, endpoints).await
+}
+
+/// [`execute`] with stores already opened (`ferry import` lists its archive through them
+/// first, so the archive is read once).
+pub async fn execute_in(
+    stores: &Stores,
+    plan: &Plan,
+    options: PromoteOptions,
+    limits: RegistryLimits,
+    guard: &GuardArgs,
+    endpoints: Endpoints<'_>,
+) -> Result<()> {
+    let loaded = charts::load(&plan.charts)?;
+    let opener = Opener::new(stores);
     let jobs = plan
         .images
         .iter()
         .map(|p| opener.job(p))
         .collect::<Result<Vec<_>>>()?;
-    let chart_jobs = charts::open(
-        loaded,
-        &stores,
-        endpoints.chart_servers,
-        endpoints.transport,
-    )?;
+    let chart_jobs = charts::open(loaded, stores, endpoints.chart_servers, endpoints.transport)?;
     let quiet = guard.quiet || guard.json;
     let reporter = bars::plan_reporter(quiet, jobs.len(), chart_jobs.len());
     let ledger = super::settings::run_ledger(endpoints.transport);
@@ -302,7 +310,7 @@ pub fn one_image(
     })
 }
 
-fn cli_vars(vars: &[String]) -> Result<Vars> {
+pub fn cli_vars(vars: &[String]) -> Result<Vars> {
     let mut v = Vars::new();
     for s in vars {
         let (name, value) = Vars::parse_assignment(s).map_err(|reason| Error::Usage {

@@ -10,7 +10,7 @@ use ferry::copy::{BlobLedger, LocationCache};
 use ferry::creds::{Chain, CredentialSource, DockerConfig, StaticCredentials};
 use ferry::error::Side;
 use ferry::reference::{ImageRef, LayoutKind, LayoutRef, Tag};
-use ferry::store::archive::ArchiveStore;
+use ferry::store::archive::{ArchiveStore, Compress, DockerArchiveStore, DockerWriter};
 use ferry::store::layout::LayoutStore;
 use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, RetryPolicy};
 use ferry::store::sided::Sided;
@@ -127,7 +127,43 @@ pub struct Stores {
     /// do not are refused an `oci-archive:` destination rather than silently write nothing.
     archive_output: bool,
     /// Destination archives opened, written by [`Stores::finish`].
-    archives: Mutex<Vec<Arc<ArchiveStore>>>,
+    archives: Mutex<Vec<Pending>>,
+    /// Source archives, indexed once however many images are read from them.
+    sources: Mutex<HashMap<(LayoutKind, std::path::PathBuf), Source>>,
+    /// Source docker-archives, for what their conversions changed.
+    dockers: Mutex<Vec<Arc<DockerArchiveStore>>>,
+    /// How a docker-archive source's uncompressed layers leave it.
+    compress: Compress,
+}
+
+/// A source archive.
+#[derive(Clone)]
+enum Source {
+    Oci(Arc<ArchiveStore>),
+    Docker(Arc<DockerArchiveStore>),
+}
+
+impl Source {
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Source::Oci(a) => a.clone(),
+            Source::Docker(d) => d.clone(),
+        }
+    }
+
+    /// The image it holds alone (`FILE` without a reference).
+    fn only_image(&self) -> Result<Target> {
+        match self {
+            Source::Oci(a) => a.only_image().map(|d| Target::Digest(d.digest)),
+            Source::Docker(d) => d.only_image(),
+        }
+    }
+}
+
+/// A destination archive, written once the command succeeded.
+enum Pending {
+    Oci(Arc<ArchiveStore>),
+    Docker(Arc<DockerWriter>),
 }
 
 impl Stores {
@@ -139,7 +175,22 @@ impl Stores {
             dry_run,
             archive_output: false,
             archives: Mutex::new(Vec::new()),
+            sources: Mutex::new(HashMap::new()),
+            dockers: Mutex::new(Vec::new()),
+            compress: Compress::None,
         }
+    }
+
+    /// Sets how docker-archive sources' uncompressed layers are stored on the way out.
+    pub fn with_compress(mut self, compress: Compress) -> Self {
+        self.compress = compress;
+        self
+    }
+
+    /// What reading docker-archive sources changed: (image, new digest, layers, compression).
+    pub fn conversions(&self) -> Vec<ferry::store::archive::docker::Conversion> {
+        let dockers = self.dockers.lock().unwrap();
+        dockers.iter().flat_map(|d| d.conversions()).collect()
     }
 
     /// Lets destinations be `oci-archive:` files; the command calls [`Stores::finish`] once its
@@ -152,9 +203,12 @@ impl Stores {
     /// Writes every destination archive (each by temp file and rename). Not called after a
     /// failure, so a failed copy leaves the archive file as it was.
     pub async fn finish(&self) -> Result<()> {
-        let archives: Vec<Arc<ArchiveStore>> = self.archives.lock().unwrap().drain(..).collect();
+        let archives: Vec<Pending> = self.archives.lock().unwrap().drain(..).collect();
         for a in archives {
-            a.commit().await?;
+            match a {
+                Pending::Oci(a) => a.commit().await?,
+                Pending::Docker(a) => a.commit().await?,
+            }
         }
         Ok(())
     }
@@ -208,7 +262,7 @@ impl Stores {
                 let target = target_of(rr.digest.as_ref(), rr.tag.as_deref());
                 (Arc::new(RegistryStore::new(client, &rr.repository)), target)
             }
-            ImageRef::Layout(l) if l.kind == LayoutKind::Archive => {
+            ImageRef::Layout(l) if l.kind != LayoutKind::Directory => {
                 self.open_archive(l, side, one)?
             }
             ImageRef::Layout(l) => {
@@ -252,22 +306,74 @@ impl Stores {
             });
         }
         if !writing {
-            let store = ArchiveStore::open(&l.path)?;
+            let source = self.source_archive(l)?;
+            let store = source.store();
             let target = match (&l.digest, &l.tag) {
-                (None, None) => match store.only_image() {
-                    Ok(d) => Target::Digest(d.digest),
+                (None, None) => match source.only_image() {
+                    Ok(t) => t,
                     Err(_) if one => Target::Tag("latest".into()),
                     Err(e) => return Err(e),
                 },
                 (d, t) => target_of(d.as_ref(), t.as_deref()),
             };
-            let store: Arc<dyn Store> = Arc::new(store);
+            return Ok((store, target));
+        }
+        if l.kind == LayoutKind::DockerArchive {
+            let name = match l.tag.as_deref() {
+                Some(r) if !r.starts_with('@') => {
+                    let rr: ferry::reference::RegistryRef = r.parse()?;
+                    Some(docker_name(&rr))
+                }
+                _ => None,
+            };
+            let target = match l.tag.as_deref() {
+                Some(r) if !r.starts_with('@') => Target::Tag(r.to_string()),
+                _ => Target::Tag("latest".into()),
+            };
+            let store = Arc::new(DockerWriter::create(&l.path, name)?);
+            self.archives
+                .lock()
+                .unwrap()
+                .push(Pending::Docker(store.clone()));
+            let store: Arc<dyn Store> = store;
             return Ok((store, target));
         }
         let store = Arc::new(ArchiveStore::create(&l.path)?);
-        self.archives.lock().unwrap().push(store.clone());
+        self.archives
+            .lock()
+            .unwrap()
+            .push(Pending::Oci(store.clone()));
         let store: Arc<dyn Store> = store;
         Ok((store, target_of(l.digest.as_ref(), l.tag.as_deref())))
+    }
+
+    /// A source archive, opened (indexed) once per path.
+    fn source_archive(&self, l: &LayoutRef) -> Result<Source> {
+        let key = (l.kind, l.path.clone());
+        if let Some(s) = self.sources.lock().unwrap().get(&key) {
+            return Ok(s.clone());
+        }
+        let source = if l.kind == LayoutKind::DockerArchive {
+            let d = Arc::new(DockerArchiveStore::open(&l.path, self.compress)?);
+            self.dockers.lock().unwrap().push(d.clone());
+            Source::Docker(d)
+        } else {
+            Source::Oci(Arc::new(ArchiveStore::open(&l.path)?))
+        };
+        self.sources.lock().unwrap().insert(key, source.clone());
+        Ok(source)
+    }
+}
+
+/// `NAME` as a docker-archive's `RepoTags` write it: Docker Hub names in their short form.
+pub fn docker_name(r: &ferry::reference::RegistryRef) -> String {
+    if r.registry == "docker.io" {
+        r.repository
+            .strip_prefix("library/")
+            .unwrap_or(&r.repository)
+            .to_string()
+    } else {
+        format!("{}/{}", r.registry, r.repository)
     }
 }
 
@@ -325,4 +431,16 @@ pub fn save_ledger(ledger: &BlobLedger) {
     if let Err(e) = ledger.save() {
         tracing::warn!(error = %e, "the blob-location cache was not saved");
     }
+}
+/// Whether a destination reference writes an archive onto standard output (`FILE` `-`).
+pub fn writes_stdout(r: &ImageRef) -> bool {
+    matches!(r, ImageRef::Layout(l) if l.kind != LayoutKind::Directory && l.path.as_os_str() == "-")
+}
+
+/// The sentence that says a docker-archive image got a new digest.
+pub fn conversion_note(c: &ferry::store::archive::docker::Conversion) -> String {
+    format!(
+        "{}: {} uncompressed layer(s) compressed with {} on the way out of the docker-archive, so the layer and manifest digests are new (manifest {})",
+        c.image, c.layers, c.compress, c.digest
+    )
 }

@@ -68,9 +68,15 @@ fn delete_in_a_layout_removes_the_tag_alone() {
     ok(&["tag", "-q", &format!("{layout}:v1"), "v1.0"]);
     let out = text(&["delete", &format!("{layout}:v1")]);
     assert!(out.contains("deleted tag"), "{out}");
-    assert_eq!(
-        text(&["ls", &layout]),
-        format!("v1.0\t{}\t{}\n", built.digest, built.media_type)
+    // tag, digest, media type, then platforms and size.
+    let listed = text(&["ls", &layout]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.starts_with(&format!(
+            "v1.0\t{}\t{}\tlinux/amd64\t",
+            built.digest, built.media_type
+        )),
+        "{listed}"
     );
     assert_eq!(code(&["digest", &format!("{layout}:v1")]).0, Some(4));
     ok(&["delete", "-q", &format!("{layout}@{}", built.digest)]);

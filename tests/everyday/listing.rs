@@ -67,14 +67,26 @@ fn ls_on_a_layout_lists_its_images() {
     let b = fixtures::write_layout(dir.path(), "v2", &ImageSpec::oci_index().seed(2));
     let layout = format!("oci:{}", dir.path().display());
     let out = text(&["ls", &layout]);
-    let want = format!(
-        "v1\t{}\t{}\nv2\t{}\t{}\n",
-        a.digest, a.media_type, b.digest, b.media_type
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(
+        lines[0][..4],
+        ["v1", &a.digest.to_string(), &a.media_type, "linux/amd64"]
     );
-    assert_eq!(out, want);
+    let platforms = "linux/amd64,linux/arm64/v8,linux/arm/v7";
+    assert_eq!(
+        lines[1][..4],
+        ["v2", &b.digest.to_string(), &b.media_type, platforms]
+    );
     let j: Value =
         serde_json::from_slice(&ok(&["ls", "--json", "--filter", "2", &layout])).unwrap();
     assert_eq!(j["images"][0]["tag"], "v2", "{j}");
     assert_eq!(j["images"][0]["digest"], b.digest.to_string(), "{j}");
     assert_eq!(j["images"].as_array().unwrap().len(), 1);
+    // The size counts the index, its manifests and every blob once.
+    let size = b.size
+        + b.children.iter().map(|c| c.size).sum::<u64>()
+        + b.blobs.iter().map(|c| c.size).sum::<u64>();
+    assert_eq!(j["images"][0]["size"], size, "{j}");
+    assert_eq!(j["images"][0]["platforms"].as_array().unwrap().len(), 3);
 }

@@ -162,6 +162,14 @@ fn every_subcommand_has_its_own_summary() {
             "Package a Helm chart, or publish one to an OCI registry or ChartMuseum (guarded)",
         ),
         (
+            "export",
+            "Export many images into one oci-archive, docker-archive or OCI layout (each blob once)",
+        ),
+        (
+            "import",
+            "Push every image of an archive or layout under a registry prefix, all-or-nothing",
+        ),
+        (
             "digest",
             "Print the manifest digest an image reference names (an index's for a multi-platform image)",
         ),
@@ -171,7 +179,7 @@ fn every_subcommand_has_its_own_summary() {
         ),
         (
             "ls",
-            "List the tags of a repository (sorted, every page), or the images of an OCI layout",
+            "List the tags of a repository (sorted, every page), or the images of a layout or archive",
         ),
         (
             "referrers",

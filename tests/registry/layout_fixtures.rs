@@ -85,8 +85,9 @@ fn configs_name_the_uncompressed_layers_and_sizes_are_predictable() {
             .read_to_end(&mut tar)
             .unwrap();
         assert_eq!(diff_id.as_str().unwrap(), Digest::of(&tar).to_string());
-        // Incompressible content: the gzip'd layer is about as large as its files.
-        assert!((200_000..204_000).contains(&layer.size), "{}", layer.size);
+        // Incompressible content: the gzip'd layer is about as large as its files (zlib-rs's
+        // fastest level codes random bytes with static Huffman tables: up to ~6% more).
+        assert!((200_000..214_000).contains(&layer.size), "{}", layer.size);
     }
 }
 

@@ -412,13 +412,12 @@ fn unknown_transports_are_refused_as_usage_errors() {
         ("docker-daemon:alpine", "docker-daemon"),
         ("containers-storage:localhost/app:1", "containers-storage"),
         ("dir:/tmp/image", "dir"),
-        ("docker-archive:/tmp/a.tar", "docker-archive"),
         ("https://ghcr.io/o/r:1", "https"),
     ] {
         let out = ferry(&["copy", input, &dst]);
         assert_eq!(out.status.code(), Some(2), "{input}: {}", text(&out.stderr));
         let want = format!(
-            "transport {transport} is not supported (supported: docker://, oci:, oci-archive:)"
+            "transport {transport} is not supported (supported: docker://, oci:, oci-archive:, docker-archive:)"
         );
         assert!(
             text(&out.stderr).contains(&want),

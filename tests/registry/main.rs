@@ -5,12 +5,16 @@ mod registry_common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod archive_hostile;
+mod archive_memory;
 mod blob_cache;
 mod cli_copy;
 mod cli_creds;
 mod cli_output;
 mod copy_registry;
 mod creds_config;
+mod docker_archive;
+mod export_import;
 mod harness_smoke;
 mod layout_fixtures;
 mod layout_hardening;

@@ -1,16 +1,24 @@
-//! `oci-archive:FILE`: an OCI image layout carried as one tar file, served through a private
-//! temporary layout (the spool).
+//! Archive transports: `oci-archive:FILE` (a tar of an OCI image layout) and
+//! `docker-archive:FILE` (the `docker save` format), read in place and written whole.
 //!
-//! Reading extracts the archive once, checking every entry (see [`extract`]), into a spool
-//! directory under the system temp dir (`$TMPDIR`), then serves it with the layout store, which
-//! verifies what it hands on. Writing copies into a spool layout (seeded from `FILE` when it
-//! exists, so images accumulate as in a layout directory) and [`ArchiveStore::commit`] packs it
-//! into `FILE` by temp file and rename: without a commit (a failed copy) `FILE` is untouched.
-//! The spool is removed when the store is dropped. The spool needs as much free space as the
-//! archive's contents.
+//! Reading indexes the tar's entries in one pass over its headers ([`tarindex`]) and serves
+//! manifests and blobs by offset, each verified against its digest (a blob while it streams,
+//! its last chunk held back until the hash matches). Only a compressed wrapper or standard
+//! input forces a spool: the decompressed tar is copied to a temp file under `$TMPDIR` in the
+//! same pass. Writing copies into a spool layout (seeded from `FILE` when it exists, so images
+//! accumulate as in a layout directory) and `commit` packs it into `FILE` by temp file and
+//! rename (or onto standard output for `-`): without a commit (a failed copy) `FILE` is
+//! untouched. Spools are removed when the store is dropped.
 
-mod extract;
+pub mod compress;
+pub mod docker;
+mod docker_pack;
+mod docker_write;
+mod oci;
 mod pack;
+mod stream;
+mod tarindex;
+mod wrapper;
 
 use std::path::{Path, PathBuf};
 
@@ -22,17 +30,57 @@ use crate::manifest::{Descriptor, RawManifest};
 use crate::store::layout::LayoutStore;
 use crate::store::{unsupported, BlobSource, BlobStream, Store, StoredImage, Target};
 
-pub use self::extract::MAX_META_BYTES;
+pub use self::compress::Compress;
+pub use self::docker::DockerArchiveStore;
+pub use self::docker_write::DockerWriter;
+use self::oci::OciView;
+pub use self::tarindex::MAX_META_BYTES;
+use self::tarindex::{refused, TarIndex};
+
+/// The metadata files read during the index pass.
+const METAS: [&str; 4] = ["oci-layout", "index.json", "manifest.json", "repositories"];
+
+/// Which archive format a file holds, from its entries (for `ferry import FILE`, `ferry ls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    Oci,
+    Docker,
+}
+
+/// Tells an OCI archive from a docker-archive by its entries: `manifest.json` without
+/// `index.json` is Docker's; both (Docker 25+) read as a docker-archive too, since its
+/// `RepoTags` name the images.
+pub fn detect(file: &Path) -> Result<ArchiveFormat> {
+    let idx = TarIndex::open(file, &METAS)?;
+    Ok(format_of(&idx))
+}
+
+fn format_of(idx: &TarIndex) -> ArchiveFormat {
+    if idx.meta("manifest.json").is_some() {
+        ArchiveFormat::Docker
+    } else {
+        ArchiveFormat::Oci
+    }
+}
 
 /// An `oci-archive:` file, read-only (a source) or to be written on [`ArchiveStore::commit`].
 pub struct ArchiveStore {
     file: PathBuf,
-    inner: LayoutStore,
-    writable: bool,
-    spool: tempfile::TempDir,
+    mode: Mode,
 }
 
-fn new_spool(file: &Path) -> Result<tempfile::TempDir> {
+enum Mode {
+    Read {
+        idx: TarIndex,
+        view: OciView,
+    },
+    Write {
+        inner: LayoutStore,
+        spool: tempfile::TempDir,
+    },
+}
+
+pub(crate) fn new_spool(file: &Path) -> Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix("ferry-archive-")
         .tempdir()
@@ -47,33 +95,32 @@ fn new_spool(file: &Path) -> Result<tempfile::TempDir> {
 }
 
 impl ArchiveStore {
-    /// Opens the archive `file` for reading: extracts and checks it. [`Error::NotFound`] when
-    /// there is no such file, [`Error::Archive`] (naming the entry) when it is refused.
+    /// Opens the archive `file` (`-`: standard input) for reading: indexes and checks it.
+    /// [`Error::NotFound`] when there is no such file, [`Error::Archive`] (naming the entry)
+    /// when it is refused.
     pub fn open(file: &Path) -> Result<Self> {
-        let spool = new_spool(file)?;
-        extract::extract(file, spool.path())?;
-        let inner = LayoutStore::open(spool.path()).map_err(|e| not_layout(file, e))?;
+        let idx = TarIndex::open(file, &METAS)?;
+        let view = OciView::open(&idx)?;
         Ok(ArchiveStore {
             file: file.to_path_buf(),
-            inner,
-            writable: false,
-            spool,
+            mode: Mode::Read { idx, view },
         })
     }
 
-    /// Opens the archive `file` for writing: its images (when it exists) are kept, and
-    /// [`ArchiveStore::commit`] replaces the file with them and whatever was copied in.
+    /// Opens the archive `file` for writing (`-`: standard output): its images (when it
+    /// exists) are kept, and [`ArchiveStore::commit`] replaces the file with them and whatever
+    /// was copied in.
     pub fn create(file: &Path) -> Result<Self> {
         let spool = new_spool(file)?;
-        if file.exists() {
-            extract::extract(file, spool.path())?;
+        if file.as_os_str() != "-" && file.exists() {
+            let idx = TarIndex::open(file, &METAS)?;
+            OciView::open(&idx)?;
+            seed(&idx, spool.path())?;
         }
-        let inner = LayoutStore::create(spool.path()).map_err(|e| not_layout(file, e))?;
+        let inner = LayoutStore::create(spool.path())?;
         Ok(ArchiveStore {
             file: file.to_path_buf(),
-            inner,
-            writable: true,
-            spool,
+            mode: Mode::Write { inner, spool },
         })
     }
 
@@ -82,46 +129,27 @@ impl ArchiveStore {
         &self.file
     }
 
+    /// Whether reading had to spool the archive (compressed, or standard input).
+    pub fn spooled(&self) -> bool {
+        matches!(&self.mode, Mode::Read { idx, .. } if idx.spooled)
+    }
+
     /// The one image of an archive that holds exactly one (what `oci-archive:FILE` without a
     /// tag means); an [`Error::Archive`] listing the tags when it holds none or several.
     pub fn only_image(&self) -> Result<Descriptor> {
-        let path = self.spool.path().join("index.json");
-        let bytes = std::fs::read(&path)
-            .map_err(|e| extract::refused(&self.file, Some("index.json"), e.to_string()))?;
-        let doc: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| extract::refused(&self.file, Some("index.json"), e.to_string()))?;
-        let entries = doc["manifests"].as_array().cloned().unwrap_or_default();
-        if let [one] = entries.as_slice() {
-            return serde_json::from_value(one.clone())
-                .map_err(|e| extract::refused(&self.file, Some("index.json"), e.to_string()));
+        match &self.mode {
+            Mode::Read { view, .. } => view.only_image(&self.file, "oci-archive:"),
+            Mode::Write { .. } => Err(self.write_only("only_image")),
         }
-        let tags: Vec<&str> = entries
-            .iter()
-            .filter_map(|e| e["annotations"][crate::store::layout::REF_NAME].as_str())
-            .collect();
-        let why = if entries.is_empty() {
-            "holds no image".to_string()
-        } else {
-            format!(
-                "holds {} images (tags: {}): name one, oci-archive:FILE:TAG",
-                entries.len(),
-                if tags.is_empty() {
-                    "none".to_string()
-                } else {
-                    tags.join(", ")
-                }
-            )
-        };
-        Err(extract::refused(&self.file, None, why))
     }
 
-    /// Writes the archive file from the spool (temp file beside it, then rename). Only a store
-    /// opened with [`ArchiveStore::create`] writes.
+    /// Writes the archive file from the spool (temp file beside it, then rename; or standard
+    /// output). Only a store opened with [`ArchiveStore::create`] writes.
     pub async fn commit(&self) -> Result<()> {
-        if !self.writable {
+        let Mode::Write { spool, .. } = &self.mode else {
             return Err(self.read_only(Op::WriteLayout, "commit"));
-        }
-        let (layout, file) = (self.spool.path().to_path_buf(), self.file.clone());
+        };
+        let (layout, file) = (spool.path().to_path_buf(), self.file.clone());
         tokio::task::spawn_blocking(move || pack::pack(&layout, &file))
             .await
             .map_err(|e| Error::Output {
@@ -139,6 +167,15 @@ impl ArchiveStore {
         )
     }
 
+    fn write_only(&self, target: &str) -> Error {
+        unsupported(
+            self,
+            Op::ReadLayout,
+            target,
+            "an archive being written is not read back",
+        )
+    }
+
     /// Errors of the spool layout name the archive, not the spool.
     fn ours(&self, e: Error) -> Error {
         match e {
@@ -151,16 +188,53 @@ impl ArchiveStore {
     }
 }
 
-/// A spool that is not a valid layout: the archive's `oci-layout` or `index.json` is malformed.
-fn not_layout(file: &Path, e: Error) -> Error {
-    match e {
-        Error::Layout { path, message, .. } => {
-            let entry = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            let message = message.replace(&path.display().to_string(), "");
-            extract::refused(file, entry.as_deref(), message)
-        }
-        e => e,
+/// Copies an existing archive's layout into the spool `dir` (each blob verified).
+fn seed(idx: &TarIndex, dir: &Path) -> Result<()> {
+    let werr = |p: &Path, e: std::io::Error| Error::Layout {
+        op: Op::WriteLayout,
+        path: p.to_path_buf(),
+        message: format!("cannot write the archive's spool: {e}"),
+    };
+    let blobs = dir.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs).map_err(|e| werr(&blobs, e))?;
+    for meta in ["oci-layout", "index.json"] {
+        let p = dir.join(meta);
+        std::fs::write(&p, idx.meta(meta).unwrap_or_default()).map_err(|e| werr(&p, e))?;
     }
+    let names: Vec<String> = idx
+        .names()
+        .filter(|n| n.starts_with("blobs/sha256/"))
+        .cloned()
+        .collect();
+    for name in names {
+        let hex = &name["blobs/sha256/".len()..];
+        let loc = idx.get(&name).expect("listed");
+        let to = blobs.join(hex);
+        let mut r = idx.reader(&name, loc)?;
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&to).map_err(|e| werr(&to, e))?);
+        let mut h = crate::digest::DigestHasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = std::io::Read::read(&mut r, &mut buf)
+                .map_err(|e| refused(&idx.shown, Some(&name), format!("cannot read: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            std::io::Write::write_all(&mut out, &buf[..n]).map_err(|e| werr(&to, e))?;
+        }
+        std::io::Write::flush(&mut out).map_err(|e| werr(&to, e))?;
+        let (d, _) = h.finish();
+        if d.hex() != hex {
+            return Err(refused(
+                &idx.shown,
+                Some(&name),
+                format!("the bytes hash to {d}, not to the digest the entry is named after"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -170,47 +244,73 @@ impl Store for ArchiveStore {
     }
 
     async fn resolve(&self, target: &Target) -> Result<Option<Descriptor>> {
-        self.inner.resolve(target).await.map_err(|e| self.ours(e))
+        match &self.mode {
+            Mode::Read { idx, view } => {
+                let Some(d) = view.find(idx, target)? else {
+                    return Ok(None);
+                };
+                if !d.media_type.is_empty() {
+                    return Ok(Some(d));
+                }
+                Ok(Some(
+                    view.manifest(idx, &d.digest, None, "index.json", &target.to_string())?
+                        .descriptor(),
+                ))
+            }
+            Mode::Write { inner, .. } => inner.resolve(target).await.map_err(|e| self.ours(e)),
+        }
     }
 
     async fn get_manifest(&self, target: &Target) -> Result<RawManifest> {
-        self.inner
-            .get_manifest(target)
-            .await
-            .map_err(|e| self.ours(e))
+        match &self.mode {
+            Mode::Read { idx, view } => view.get_manifest(idx, target, self.location()),
+            Mode::Write { inner, .. } => inner.get_manifest(target).await.map_err(|e| self.ours(e)),
+        }
     }
 
     async fn put_manifest(&self, manifest: &RawManifest, tags: &[String]) -> Result<()> {
-        if !self.writable {
-            return Err(self.read_only(Op::PutManifest, &manifest.digest.to_string()));
+        match &self.mode {
+            Mode::Write { inner, .. } => inner.put_manifest(manifest, tags).await,
+            Mode::Read { .. } => Err(self.read_only(Op::PutManifest, &manifest.digest.to_string())),
         }
-        self.inner.put_manifest(manifest, tags).await
     }
 
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
-        self.inner.has_blob(desc).await
+        match &self.mode {
+            Mode::Read { idx, view } => Ok(view.has_blob(idx, desc)),
+            Mode::Write { inner, .. } => inner.has_blob(desc).await,
+        }
     }
 
     async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
-        self.inner
-            .open_blob(desc, offset)
-            .await
-            .map_err(|e| self.ours(e))
+        match &self.mode {
+            Mode::Read { idx, view } => view.open_blob(idx, desc, offset, self.location()),
+            Mode::Write { inner, .. } => inner
+                .open_blob(desc, offset)
+                .await
+                .map_err(|e| self.ours(e)),
+        }
     }
 
     async fn put_blob(&self, desc: &Descriptor, source: &dyn BlobSource) -> Result<u64> {
-        if !self.writable {
-            return Err(self.read_only(Op::UploadBlob, &desc.digest.to_string()));
+        match &self.mode {
+            Mode::Write { inner, .. } => inner.put_blob(desc, source).await,
+            Mode::Read { .. } => Err(self.read_only(Op::UploadBlob, &desc.digest.to_string())),
         }
-        self.inner.put_blob(desc, source).await
     }
 
     async fn list_tags(&self) -> Result<Vec<String>> {
-        self.inner.list_tags().await
+        match &self.mode {
+            Mode::Read { view, .. } => Ok(view.tags()),
+            Mode::Write { inner, .. } => inner.list_tags().await,
+        }
     }
 
     async fn list_images(&self) -> Result<Option<Vec<StoredImage>>> {
-        self.inner.list_images().await
+        match &self.mode {
+            Mode::Read { view, .. } => Ok(Some(view.images())),
+            Mode::Write { inner, .. } => inner.list_images().await,
+        }
     }
 
     async fn referrers(
@@ -218,8 +318,31 @@ impl Store for ArchiveStore {
         subject: &Digest,
         types: &[String],
     ) -> Result<Vec<crate::referrers::Referrer>> {
-        let r = self.inner.referrers(subject, types).await;
-        r.map_err(|e| self.ours(e))
+        let (idx, view) = match &self.mode {
+            Mode::Write { inner, .. } => {
+                return inner
+                    .referrers(subject, types)
+                    .await
+                    .map_err(|e| self.ours(e))
+            }
+            Mode::Read { idx, view } => (idx, view),
+        };
+        // As in a layout: referrers are manifests listed in index.json with this subject.
+        let mut out: Vec<crate::referrers::Referrer> = Vec::new();
+        for image in view.images() {
+            let d = &image.descriptor.digest;
+            if d == subject || out.iter().any(|r| &r.digest == d) {
+                continue;
+            }
+            let m = view.get_manifest(idx, &Target::Digest(d.clone()), self.location())?;
+            if m.subject().is_some_and(|s| &s.digest == subject) {
+                let r = crate::referrers::Referrer::of(&m);
+                if crate::referrers::wanted(types, &r) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn delete_tag(&self, tag: &str) -> Result<()> {

@@ -1,7 +1,8 @@
 //! Writing an `oci-archive:` file from a finished layout: a deterministic tar (`oci-layout`,
-//! `index.json`, `blobs/`, `blobs/sha256/`, then each blob in name order; mode 0644/0755, owner
-//! 0, mtime 0) written to a temp file beside the destination, fsynced, then renamed over it, so
-//! the file is the old one or the complete new one, never half of either.
+//! `blobs/`, `blobs/sha256/`, each blob in name order, then `index.json` last; mode 0644/0755,
+//! owner 0, mtime 0) written to a temp file beside the destination, fsynced, then renamed over it, so
+//! the file is the old one or the complete new one, never half of either. `-` writes the tar
+//! to standard output instead.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -11,15 +12,28 @@ use crate::error::{Error, Result};
 
 const WRITE_BUF: usize = 256 * 1024;
 
-fn out_err(path: &Path, e: impl std::fmt::Display) -> Error {
+pub(super) fn out_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Output {
         path: path.to_path_buf(),
         reason: e.to_string(),
     }
 }
 
-/// Writes the layout at `layout` as the tar `file` (replaced atomically).
-pub(super) fn pack(layout: &Path, file: &Path) -> Result<()> {
+/// A tar being written, and the temp file it goes to (`None`: standard output).
+pub(super) type Output = (
+    tar::Builder<Box<dyn Write>>,
+    Option<tempfile::NamedTempFile>,
+);
+
+/// A tar writer onto a temp file beside `file` (returned, to be persisted by
+/// [`finish_output`]), or onto standard output when `file` is `-`.
+pub(super) fn open_output(file: &Path) -> Result<Output> {
+    if file.as_os_str() == "-" {
+        let out: Box<dyn Write> = Box::new(BufWriter::with_capacity(WRITE_BUF, std::io::stdout()));
+        let mut tar = tar::Builder::new(out);
+        tar.mode(tar::HeaderMode::Deterministic);
+        return Ok((tar, None));
+    }
     let dir = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -37,15 +51,43 @@ pub(super) fn pack(layout: &Path, file: &Path) -> Result<()> {
                 format!("cannot create a temp file in {}: {e}", dir.display()),
             )
         })?;
-    let out = BufWriter::with_capacity(
+    let out: Box<dyn Write> = Box::new(BufWriter::with_capacity(
         WRITE_BUF,
         tmp.as_file().try_clone().map_err(|e| out_err(file, e))?,
-    );
+    ));
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
-    for meta in ["oci-layout", "index.json"] {
-        append_file(&mut tar, &layout.join(meta), meta, file)?;
+    Ok((tar, Some(tmp)))
+}
+
+/// Ends the tar; a temp file is fsynced and renamed over `file`.
+pub(super) fn finish_output(
+    tar: tar::Builder<Box<dyn Write>>,
+    tmp: Option<tempfile::NamedTempFile>,
+    file: &Path,
+) -> Result<()> {
+    let mut out = tar.into_inner().map_err(|e| out_err(file, e))?;
+    out.flush().map_err(|e| out_err(file, e))?;
+    drop(out);
+    let Some(tmp) = tmp else {
+        return Ok(());
+    };
+    tmp.as_file().sync_all().map_err(|e| out_err(file, e))?;
+    tmp.persist(file).map_err(|e| out_err(file, e.error))?;
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
     }
+    Ok(())
+}
+
+/// Writes the layout at `layout` as the tar `file` (replaced atomically), or to stdout (`-`).
+pub(super) fn pack(layout: &Path, file: &Path) -> Result<()> {
+    let (mut tar, tmp) = open_output(file)?;
+    append_file(&mut tar, &layout.join("oci-layout"), "oci-layout", file)?;
     let blobs = layout.join("blobs").join("sha256");
     for d in ["blobs/", "blobs/sha256/"] {
         append_dir(&mut tar, d, file)?;
@@ -65,19 +107,12 @@ pub(super) fn pack(layout: &Path, file: &Path) -> Result<()> {
             file,
         )?;
     }
-    let out = tar.into_inner().map_err(|e| out_err(file, e))?;
-    let f = out
-        .into_inner()
-        .map_err(|e| out_err(file, e.into_error()))?;
-    f.sync_all().map_err(|e| out_err(file, e))?;
-    tmp.persist(file).map_err(|e| out_err(file, e.error))?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    // The index last: a reader that finds it has every blob it names before it.
+    append_file(&mut tar, &layout.join("index.json"), "index.json", file)?;
+    finish_output(tar, tmp, file)
 }
 
-fn header(size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
+pub(super) fn header(size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_size(size);
     h.set_mode(mode);
