@@ -232,6 +232,15 @@ pub enum Error {
         others: Vec<String>,
     },
 
+    /// The run was cancelled (SIGINT/SIGTERM in the CLI) and stopped where it stood: open
+    /// upload sessions were cancelled (`unfinished_cleanups` of them did not answer in time)
+    /// and temp files removed; no tag was written after the request.
+    #[error("interrupted ({reason}): open upload sessions cancelled, temporary files removed{}", fmt_unfinished(*.unfinished_cleanups))]
+    Interrupted {
+        reason: String,
+        unfinished_cleanups: usize,
+    },
+
     /// Several independent failures (e.g. several blobs of one copy).
     #[error("{} operations failed; first: {}", .0.len(), .0[0])]
     Many(Vec<Error>),
@@ -277,6 +286,15 @@ fn fmt_entry(entry: &Option<String>) -> String {
     match entry {
         Some(e) => format!(", entry {e:?}"),
         None => String::new(),
+    }
+}
+
+fn fmt_unfinished(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => {
+            format!(" ({n} cancellation requests got no answer in time; the registry expires them)")
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! then child manifests, then the index, then the tags), so a tag is never written before
 //! everything it names is present and verified at the destination.
 
+pub mod cancel;
 pub mod chart;
 pub mod copy;
 pub mod creds;

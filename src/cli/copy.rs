@@ -109,7 +109,7 @@ async fn copy(args: &CopyArgs) -> Result<()> {
     } else {
         Verbosity::Normal
     };
-    let copier = Copier::new(reporter(verbosity));
+    let copier = Copier::new(reporter(verbosity)).with_cancel(super::interrupt::token().clone());
     let opts = CopyOptions {
         platforms: args.platforms.clone(),
         jobs: args.jobs.max(1),

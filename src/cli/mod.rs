@@ -7,6 +7,7 @@ mod digestfile;
 mod docs;
 mod endpoints;
 mod inspect;
+pub mod interrupt;
 mod ls;
 pub mod progress;
 mod promote;
@@ -79,8 +80,16 @@ pub enum Command {
 }
 
 impl Cli {
+    /// Runs the command; SIGINT/SIGTERM stop it cleanly ([`interrupt`]).
     pub async fn run(self) -> Result<(), Error> {
-        match self.command {
+        interrupt::listen();
+        interrupt::token().run(self.command.run()).await
+    }
+}
+
+impl Command {
+    async fn run(self) -> Result<(), Error> {
+        match self {
             Command::Chart(args) => chart::run(args).await,
             Command::Copy(args) => copy::run(args).await,
             Command::Promote(args) => promote::run(args).await,
@@ -149,6 +158,7 @@ pub fn exit_code(e: &Error) -> u8 {
             PromoteError::TagMovedConcurrently { .. } => exit::FAILED,
         },
         Error::DeleteRefused { .. } => exit::REFUSED,
+        Error::Interrupted { .. } => interrupt::exit_code(),
         Error::Chart(c) => chart::exit_code(c),
         Error::Manifest(_) | Error::ManifestTooLarge { .. } | Error::TooLarge { .. } => {
             exit::FAILED
@@ -166,6 +176,7 @@ pub fn exit_code(e: &Error) -> u8 {
 /// How decisive an exit code is among several errors: the higher, the more it says.
 fn rank(code: u8) -> u8 {
     match code {
+        128.. => 8,
         exit::USAGE => 7,
         exit::VERIFY => 6,
         exit::AUTH => 5,

@@ -17,6 +17,7 @@ pub use blobs::{copy_blob, BlobLedger};
 pub use graph::{collect, select_platforms, Graph, Selection};
 pub use limits::{Permits, RegistryLimits};
 
+use crate::cancel::Cancel;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Platform, RawManifest};
@@ -103,11 +104,14 @@ pub struct Pushed {
 }
 
 /// Copies images between stores. Holds what is shared across copies: the blob ledger (mount
-/// sources, per-digest de-duplication), per-registry transfer limits and the reporter.
+/// sources, per-digest de-duplication), per-registry transfer limits, the reporter and the
+/// stop request ([`Cancel`]): cancelled, a copy stops where it stands, its open upload sessions
+/// are deleted and its temp files removed, and it fails with [`Error::Interrupted`].
 pub struct Copier {
     pub ledger: Arc<BlobLedger>,
     pub limits: Arc<RegistryLimits>,
     pub reporter: Arc<dyn Reporter>,
+    pub cancel: Cancel,
 }
 
 impl Copier {
@@ -116,7 +120,14 @@ impl Copier {
             ledger: Arc::new(BlobLedger::default()),
             limits: Arc::new(RegistryLimits::unlimited()),
             reporter,
+            cancel: Cancel::new(),
         }
+    }
+
+    /// This copier, obeying `cancel`.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Copier {
+        self.cancel = cancel;
+        self
     }
 
     /// A copier sharing this one's ledger and limits that reports to `reporter` (one per image
@@ -126,6 +137,7 @@ impl Copier {
             ledger: self.ledger.clone(),
             limits: self.limits.clone(),
             reporter,
+            cancel: self.cancel.clone(),
         }
     }
 
@@ -145,6 +157,19 @@ impl Copier {
     /// Makes every blob and manifest of the image present at `dst` (root by digest), without
     /// touching tags. When every tag in `tags` already points at the result, nothing is written.
     pub async fn prepare(
+        &self,
+        src: &dyn Store,
+        target: &Target,
+        dst: &dyn Store,
+        tags: &[String],
+        opts: &CopyOptions,
+    ) -> Result<Prepared> {
+        self.cancel
+            .run(self.prepare_now(src, target, dst, tags, opts))
+            .await
+    }
+
+    async fn prepare_now(
         &self,
         src: &dyn Store,
         target: &Target,
@@ -180,7 +205,9 @@ impl Copier {
             return Ok(Prepared { root, report });
         }
         let graph = collect(src, &root, opts.jobs).await?;
-        let pushed = self.push_graph(src, dst, &root, &graph, opts.jobs).await?;
+        let pushed = self
+            .push_graph_now(src, dst, &root, &graph, opts.jobs)
+            .await?;
         report.blobs = pushed.blobs;
         report.manifests_pushed = pushed.manifests_pushed;
         report.manifests_present = pushed.manifests_present;
@@ -191,6 +218,19 @@ impl Copier {
     /// Makes `root` and everything `graph` (collected under it) names present at `dst`: blobs
     /// first, then child manifests, then `root` by digest. Writes no tag.
     pub async fn push_graph(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        root: &RawManifest,
+        graph: &Graph,
+        jobs: usize,
+    ) -> Result<Pushed> {
+        self.cancel
+            .run(self.push_graph_now(src, dst, root, graph, jobs))
+            .await
+    }
+
+    async fn push_graph_now(
         &self,
         src: &dyn Store,
         dst: &dyn Store,

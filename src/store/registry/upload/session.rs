@@ -205,10 +205,9 @@ impl Drop for Session {
         if !self.open {
             return;
         }
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let (repo, ctx, url) = (self.repo.clone(), self.ctx.clone(), self.url.clone());
-            rt.spawn(async move { cancel(&repo, &ctx, &url).await });
-        }
+        // Tracked: an interrupted run waits for this DELETE before the process exits.
+        let (repo, ctx, url) = (self.repo.clone(), self.ctx.clone(), self.url.clone());
+        crate::cancel::spawn_cleanup(async move { cancel(&repo, &ctx, &url).await });
     }
 }
 
