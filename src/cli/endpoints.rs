@@ -35,16 +35,16 @@ pub struct TransportArgs {
     /// Verify the destination registry's TLS certificate (--dest-tls-verify=false to skip).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub dest_tls_verify: bool,
-    /// Talk plain HTTP to the source registry (automatic for localhost and 127.0.0.1).
+    /// Talk plain HTTP to the source registry (localhost and 127.0.0.1: HTTPS is tried first, then plain HTTP).
     #[arg(long, conflicts_with = "src_tls")]
     pub src_plain_http: bool,
-    /// Talk plain HTTP to the destination registry (automatic for localhost and 127.0.0.1).
+    /// Talk plain HTTP to the destination registry (localhost and 127.0.0.1: HTTPS is tried first, then plain HTTP).
     #[arg(long, conflicts_with = "dest_tls")]
     pub dest_plain_http: bool,
-    /// Talk HTTPS to the source registry, also on localhost and 127.0.0.1.
+    /// Talk HTTPS to the source registry, also on localhost and 127.0.0.1 (no plain HTTP fallback).
     #[arg(long)]
     pub src_tls: bool,
-    /// Talk HTTPS to the destination registry, also on localhost and 127.0.0.1.
+    /// Talk HTTPS to the destination registry, also on localhost and 127.0.0.1 (no plain HTTP fallback).
     #[arg(long)]
     pub dest_tls: bool,
     /// Extra CA certificate (PEM) trusted for both sides.
@@ -103,10 +103,10 @@ pub struct AccessArgs {
     /// Verify the registry's TLS certificate (--tls-verify=false to skip).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_verify: bool,
-    /// Talk plain HTTP to the registry (automatic for localhost and 127.0.0.1).
+    /// Talk plain HTTP to the registry (localhost and 127.0.0.1: HTTPS is tried first, then plain HTTP).
     #[arg(long, conflicts_with = "tls")]
     pub plain_http: bool,
-    /// Talk HTTPS to the registry, also on localhost and 127.0.0.1.
+    /// Talk HTTPS to the registry, also on localhost and 127.0.0.1 (no plain HTTP fallback).
     #[arg(long)]
     pub tls: bool,
     /// Extra CA certificate (PEM) to trust.

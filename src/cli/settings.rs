@@ -21,7 +21,7 @@ use super::endpoints::TransportArgs;
 /// HTTP or HTTPS for one side, from `--*-plain-http` and `--*-tls` (clap keeps them apart).
 #[derive(Clone, Copy)]
 enum Scheme {
-    /// HTTPS, but plain HTTP for loopback hosts.
+    /// HTTPS; a loopback host is tried over HTTPS first, then plain HTTP.
     Auto,
     Plain,
     Tls,

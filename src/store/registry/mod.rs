@@ -54,8 +54,9 @@ use upload::Uploads;
 pub struct RegistryOptions {
     /// Verify the server's TLS certificate (`false` accepts any certificate).
     pub tls_verify: bool,
-    /// `Some(true)`: plain HTTP; `Some(false)`: HTTPS; `None`: plain HTTP for loopback hosts
-    /// (`localhost`, `127.0.0.0/8`, `[::1]`), HTTPS otherwise.
+    /// `Some(true)`: plain HTTP; `Some(false)`: HTTPS; `None`: HTTPS, but a loopback host
+    /// (`localhost`, `127.0.0.0/8`, `[::1]`) is tried over HTTPS first and reached over plain
+    /// HTTP when it does not speak TLS (as docker treats insecure registries).
     pub plain_http: Option<bool>,
     /// An extra trusted root CA bundle (PEM), besides the system roots.
     pub ca_file: Option<PathBuf>,

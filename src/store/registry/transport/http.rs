@@ -1,4 +1,7 @@
-//! The reqwest client built from a transport's configuration, and which hosts are loopback.
+//! The reqwest client built from a transport's configuration, which hosts are loopback, and
+//! the HTTPS-first probe of a loopback registry.
+
+use url::Url;
 
 use super::TransportConfig;
 use crate::error::{Error, Result};
@@ -30,7 +33,31 @@ pub fn build(cfg: &TransportConfig) -> Result<reqwest::Client> {
     })
 }
 
-/// Whether `host[:port]` names this machine (plain HTTP by default, like docker).
+/// The origin to use for a loopback registry without an explicit `--*-tls`/`--*-plain-http`
+/// choice, as docker does for insecure registries: HTTPS when it answers there (any HTTP
+/// status) or when its certificate is the problem (the real request then reports it), plain
+/// HTTP when the HTTPS attempt failed otherwise (the registry does not speak TLS). `https` is
+/// the origin with the `https` scheme.
+pub async fn probe_scheme(client: &reqwest::Client, registry: &str, https: &Url) -> Url {
+    let mut ping = https.clone();
+    ping.set_path("/v2/");
+    let err = match client.get(ping).send().await {
+        Ok(_) => return https.clone(),
+        Err(e) => super::errors::describe(e),
+    };
+    if err.to_lowercase().contains("certificate") {
+        tracing::debug!(registry, error = %err, "loopback registry speaks TLS; keeping HTTPS");
+        return https.clone();
+    }
+    tracing::debug!(registry, error = %err, "loopback registry: HTTPS failed, using plain HTTP");
+    let mut plain = https.clone();
+    let port = plain.port_or_known_default();
+    let _ = plain.set_scheme("http");
+    let _ = plain.set_port(port);
+    plain
+}
+
+/// Whether `host[:port]` names this machine (HTTPS tried first, then plain HTTP, like docker).
 pub fn is_loopback(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
