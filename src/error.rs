@@ -158,6 +158,11 @@ pub enum Error {
     #[error("CA file {}: {reason}", .path.display())]
     CaFile { path: PathBuf, reason: String },
 
+    /// A TLS client certificate or its key (`--*-cert-file`, `--*-key-file`, docker's
+    /// `certs.d/HOST/client.{cert,key}`) could not be used.
+    #[error("client certificate {}: {reason}", .path.display())]
+    ClientCert { path: PathBuf, reason: String },
+
     /// The HTTP client could not be built.
     #[error("HTTP client: {reason}")]
     HttpClient { reason: String },

@@ -7,6 +7,9 @@ use clap::Args;
 
 use ferry::store::registry::UploadStrategy;
 
+/// Where docker keeps per-registry certificates.
+const DEFAULT_CERTS_DIR: &str = "/etc/docker/certs.d";
+
 /// Flags that decide how to reach registries, per side.
 #[derive(Args, Clone, Debug)]
 pub struct TransportArgs {
@@ -50,6 +53,22 @@ pub struct TransportArgs {
     /// Extra CA certificate (PEM) trusted for both sides.
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// TLS client certificate (PEM) for a source registry that requires mutual TLS.
+    #[arg(long, value_name = "PATH", requires = "src_key_file")]
+    pub src_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --src-cert-file.
+    #[arg(long, value_name = "PATH", requires = "src_cert_file")]
+    pub src_key_file: Option<PathBuf>,
+    /// TLS client certificate (PEM) for a destination registry that requires mutual TLS.
+    #[arg(long, value_name = "PATH", requires = "dest_key_file")]
+    pub dest_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --dest-cert-file.
+    #[arg(long, value_name = "PATH", requires = "dest_cert_file")]
+    pub dest_key_file: Option<PathBuf>,
+    /// Docker's certs.d directory: HOST[:PORT]/ca.crt, client.cert and client.key are used for
+    /// that registry.
+    #[arg(long, value_name = "DIR", env = "FERRY_CERTS_DIR", default_value = DEFAULT_CERTS_DIR)]
+    pub certs_dir: PathBuf,
     /// Attempts per request for retryable failures (408, 429, 5xx, dropped connections).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
@@ -112,6 +131,16 @@ pub struct AccessArgs {
     /// Extra CA certificate (PEM) to trust.
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// TLS client certificate (PEM) for a registry that requires mutual TLS.
+    #[arg(long, value_name = "PATH", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --cert-file.
+    #[arg(long, value_name = "PATH", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+    /// Docker's certs.d directory: HOST[:PORT]/ca.crt, client.cert and client.key are used for
+    /// that registry.
+    #[arg(long, value_name = "DIR", env = "FERRY_CERTS_DIR", default_value = DEFAULT_CERTS_DIR)]
+    pub certs_dir: PathBuf,
     /// Attempts per request for retryable failures (408, 429, 5xx, dropped connections).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
@@ -134,6 +163,11 @@ impl AccessArgs {
             src_tls: self.tls,
             dest_tls: self.tls,
             ca_file: self.ca_file.clone(),
+            src_cert_file: self.cert_file.clone(),
+            src_key_file: self.key_file.clone(),
+            dest_cert_file: self.cert_file.clone(),
+            dest_key_file: self.key_file.clone(),
+            certs_dir: self.certs_dir.clone(),
             retries: self.retries,
             retry_max_time: self.retry_max_time,
             upload_strategy: UploadStrategy::Auto,

@@ -139,6 +139,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::BadTag { .. }
         | Error::BadRegistry { .. }
         | Error::CaFile { .. }
+        | Error::ClientCert { .. }
         | Error::Archive { .. }
         | Error::Platform { .. } => exit::USAGE,
         Error::Auth { .. } => exit::AUTH,

@@ -4,6 +4,7 @@
 //! side so errors say where they came from).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use ferry::creds::{Chain, CredentialSource, DockerConfig, StaticCredentials};
@@ -11,7 +12,9 @@ use ferry::error::Side;
 use ferry::reference::{ImageRef, LayoutKind, LayoutRef, Tag};
 use ferry::store::archive::ArchiveStore;
 use ferry::store::layout::LayoutStore;
-use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, RetryPolicy};
+use ferry::store::registry::{
+    ClientCert, RegistryClient, RegistryOptions, RegistryStore, RetryPolicy,
+};
 use ferry::store::sided::Sided;
 use ferry::store::{Store, Target};
 use ferry::{Error, Result};
@@ -56,7 +59,11 @@ impl TransportSettings {
             })?,
             None => DockerConfig::load()?,
         });
-        let side = |creds: &Option<String>, flag: &str, tls_verify: bool, scheme: Scheme| {
+        let side = |creds: &Option<String>,
+                    flag: &str,
+                    tls_verify: bool,
+                    scheme: Scheme,
+                    cert: (&Option<PathBuf>, &Option<PathBuf>)| {
             let credentials: Arc<dyn CredentialSource> = match creds {
                 Some(c) => {
                     let given = StaticCredentials::parse(c).map_err(|e| match e {
@@ -77,6 +84,14 @@ impl TransportSettings {
                     Scheme::Tls => Some(false),
                 },
                 ca_file: args.ca_file.clone(),
+                certs_dir: Some(args.certs_dir.clone()),
+                client_cert: match cert {
+                    (Some(cert), Some(key)) => Some(ClientCert {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    }),
+                    _ => None,
+                },
                 credentials,
                 retry: RetryPolicy {
                     max_attempts: args.retries.max(1),
@@ -94,12 +109,14 @@ impl TransportSettings {
                 "--src-creds",
                 args.src_tls_verify,
                 Scheme::of(args.src_plain_http, args.src_tls),
+                (&args.src_cert_file, &args.src_key_file),
             )?,
             destination: side(
                 &args.dest_creds,
                 "--dest-creds",
                 args.dest_tls_verify,
                 Scheme::of(args.dest_plain_http, args.dest_tls),
+                (&args.dest_cert_file, &args.dest_key_file),
             )?,
         })
     }

@@ -16,6 +16,7 @@ mod layout_hardening;
 mod layout_store;
 mod oci_archive;
 mod registry_auth;
+mod registry_mtls;
 mod registry_store;
 mod registry_tls;
 mod upload_real_registry;

@@ -9,11 +9,11 @@ use ferry::error::Error;
 use ferry::store::registry::{RegistryClient, RegistryOptions};
 use ferry::store::Store;
 
-/// A docker-registry with `http.tls`; killed on drop.
-struct TlsRegistry {
+/// A docker-registry with `http.tls`; killed on drop. `dir/cert.pem` is its certificate.
+pub(crate) struct TlsRegistry {
     child: Child,
-    addr: String,
-    dir: tempfile::TempDir,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
 }
 
 impl Drop for TlsRegistry {
@@ -24,6 +24,11 @@ impl Drop for TlsRegistry {
 }
 
 fn start_tls_registry() -> TlsRegistry {
+    start_tls_registry_with(None)
+}
+
+/// A TLS registry; with `client_ca` (PEM), one that demands client certificates signed by it.
+pub(crate) fn start_tls_registry_with(client_ca: Option<&str>) -> TlsRegistry {
     let bin =
         crate::support::registry::which("docker-registry").expect("docker-registry not installed");
     let ck =
@@ -45,6 +50,12 @@ fn start_tls_registry() -> TlsRegistry {
         cert.display(),
         key.display()
     );
+    let mut yaml = yaml;
+    if let Some(pem) = client_ca {
+        let path = dir.path().join("client-ca.pem");
+        std::fs::write(&path, pem).unwrap();
+        yaml.push_str(&format!("    clientcas:\n      - {}\n", path.display()));
+    }
     std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
     let child = Command::new(bin)
         .arg("serve")

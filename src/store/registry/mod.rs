@@ -39,6 +39,7 @@ pub use transport::errors::{parse_envelope, redact};
 pub use transport::headers::parse_retry_after;
 pub use transport::retry::{is_retryable, RetryPolicy};
 pub use transport::stats::ClientStats;
+pub use transport::tls::ClientCert;
 pub use upload::{
     UploadProfile, UploadReport, UploadStrategy, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE,
     DEFAULT_MONOLITHIC_MAX,
@@ -60,6 +61,11 @@ pub struct RegistryOptions {
     pub plain_http: Option<bool>,
     /// An extra trusted root CA bundle (PEM), besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Docker's `certs.d` directory: `<dir>/<host[:port]>/` may hold CA files (`*.crt`) and a
+    /// client certificate (`client.cert` with `client.key`). `None`: not looked at.
+    pub certs_dir: Option<PathBuf>,
+    /// The TLS client certificate for mutual TLS; wins over one found in `certs_dir`.
+    pub client_cert: Option<ClientCert>,
     pub credentials: Arc<dyn CredentialSource>,
     pub retry: RetryPolicy,
     pub user_agent: String,
@@ -89,6 +95,8 @@ impl Default for RegistryOptions {
             tls_verify: true,
             plain_http: None,
             ca_file: None,
+            certs_dir: None,
+            client_cert: None,
             credentials: Arc::new(Anonymous),
             retry: RetryPolicy::default(),
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
@@ -108,6 +116,8 @@ impl std::fmt::Debug for RegistryOptions {
             .field("tls_verify", &self.tls_verify)
             .field("plain_http", &self.plain_http)
             .field("ca_file", &self.ca_file)
+            .field("certs_dir", &self.certs_dir)
+            .field("client_cert", &self.client_cert)
             .field("retry", &self.retry)
             .field("user_agent", &self.user_agent)
             .field("upload_strategy", &self.upload_strategy)
@@ -137,6 +147,8 @@ impl RegistryClient {
             tls_verify: opts.tls_verify,
             plain_http: opts.plain_http,
             ca_file: opts.ca_file.clone(),
+            certs_dir: opts.certs_dir.clone(),
+            client_cert: opts.client_cert.clone(),
             credentials: opts.credentials.clone(),
             retry: opts.retry.clone(),
             user_agent: opts.user_agent.clone(),

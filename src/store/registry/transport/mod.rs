@@ -19,6 +19,7 @@ pub mod headers;
 pub mod http;
 pub mod retry;
 pub mod stats;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +50,10 @@ pub struct TransportConfig {
     /// host that does not speak TLS is reached over plain HTTP (see [`http::probe_scheme`]).
     pub plain_http: Option<bool>,
     pub ca_file: Option<PathBuf>,
+    /// Docker's `certs.d` directory (`<dir>/<host>/{ca.crt,client.cert,client.key}`).
+    pub certs_dir: Option<PathBuf>,
+    /// The client certificate for mutual TLS (wins over one in `certs_dir`).
+    pub client_cert: Option<tls::ClientCert>,
     pub credentials: Arc<dyn CredentialSource>,
     pub retry: RetryPolicy,
     pub user_agent: String,
@@ -109,6 +114,10 @@ pub struct Transport {
     /// Loopback without an explicit choice: the origin found by trying HTTPS first, once.
     probed: Option<tokio::sync::OnceCell<Url>>,
     http: reqwest::Client,
+    /// The configuration, for the diagnostic client of [`Transport::explain_tls`].
+    config: TransportConfig,
+    /// Whether a TLS client certificate is configured (for the hint on a refused handshake).
+    has_client_cert: bool,
     retry: RetryPolicy,
     auth: Authenticator,
     stats: Counters,
@@ -132,7 +141,13 @@ impl Transport {
             name: name.to_string(),
             base,
             probed: probe.then(tokio::sync::OnceCell::new),
-            http: http::build(cfg)?,
+            has_client_cert: cfg.client_cert.is_some()
+                || cfg
+                    .certs_dir
+                    .as_ref()
+                    .is_some_and(|d| has_client_pair(&d.join(name))),
+            http: http::build(cfg, name)?,
+            config: cfg.clone(),
             retry: cfg.retry.clone(),
             auth: Authenticator::new(registry.credential_key(), cfg.credentials.clone()),
             stats: Counters::default(),
@@ -160,7 +175,10 @@ impl Transport {
             return url.clone();
         };
         let origin = probed
-            .get_or_init(|| http::probe_scheme(&self.http, &self.name, &self.base))
+            .get_or_init(|| {
+                let tls12 = || http::build_tls12(&self.config, &self.name);
+                http::probe_scheme(&self.http, tls12, &self.name, &self.base)
+            })
             .await;
         let mut url = url.clone();
         if url.scheme() != origin.scheme()
@@ -249,8 +267,36 @@ impl Transport {
                     .await;
                 Ok(())
             }
-            _ => Err(budget.give_up(f)),
+            _ => Err(self.explain_tls(budget.give_up(f)).await),
         }
+    }
+
+    /// A final transport failure over HTTPS that may be a TLS refusal seen too late (TLS 1.3
+    /// lets the request go before the server's verdict on the client certificate): one
+    /// diagnostic handshake over TLS 1.2, where the verdict comes inside the handshake, says
+    /// whether the client certificate is the problem, and the error then says so.
+    async fn explain_tls(&self, mut e: Error) -> Error {
+        let Error::Transport { message, .. } = &mut e else {
+            return e;
+        };
+        if self.base().scheme() != "https" || !tls::may_be_refusal(message) {
+            return e;
+        }
+        if tls::hint(message, self.has_client_cert).is_some() {
+            return e;
+        }
+        let Ok(client) = http::build_tls12(&self.config, &self.name) else {
+            return e;
+        };
+        let ping = self.url("");
+        if let Err(diag) = client.get(ping).send().await {
+            let diag = errors::describe(diag);
+            if let Some(h) = tls::hint(&diag, self.has_client_cert) {
+                message.push_str(": ");
+                message.push_str(h);
+            }
+        }
+        e
     }
 
     async fn fetch_once(
@@ -313,7 +359,11 @@ impl Transport {
             b = b.header(AUTHORIZATION, a);
         }
         self.stats.request(kind);
-        let resp = b.body(body).send().await.map_err(|e| ctx.transport(e))?;
+        let resp = b
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.hinted(ctx.transport(e)))?;
         if resp.status() == 401 && self.same_origin(url) {
             if let Retry::With(_) = self.auth.on_unauthorized(resp.headers(), scopes, sent) {
                 return Err(Failure::reauthenticate(ctx.registry_error(
@@ -411,7 +461,20 @@ impl Transport {
             b = b.body(body.clone());
         }
         self.stats.request(req.kind);
-        b.send().await.map_err(|e| ctx.transport(e).into())
+        b.send()
+            .await
+            .map_err(|e| self.hinted(ctx.transport(e)).into())
+    }
+
+    /// A TLS failure that mutual TLS explains says so.
+    fn hinted(&self, mut e: Error) -> Error {
+        if let Error::Transport { message, .. } = &mut e {
+            if let Some(h) = tls::hint(message, self.has_client_cert) {
+                message.push_str(": ");
+                message.push_str(h);
+            }
+        }
+        e
     }
 
     /// What a final 401 means: refused or missing credentials, or no access to the repository.
@@ -436,6 +499,14 @@ impl Transport {
         }
         ctx.status_error(resp).await
     }
+}
+
+/// Whether a `certs.d/HOST` directory holds a client certificate.
+fn has_client_pair(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.filter_map(|e| e.ok())
+            .any(|e| e.path().extension().is_some_and(|x| x == "cert"))
+    })
 }
 
 impl std::fmt::Debug for Transport {
