@@ -206,6 +206,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// `--format` asked for a conversion the manifest cannot take (something the target
+    /// format cannot say); nothing was written.
+    #[error("convert {digest} from {location} to {format}: {reason}")]
+    Conversion {
+        location: String,
+        digest: Digest,
+        format: crate::convert::Format,
+        reason: String,
+    },
+
     /// A failure at one end of a copy: `source` or `destination`.
     #[error("{side}: {error}")]
     OnSide {

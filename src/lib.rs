@@ -8,6 +8,7 @@
 
 pub mod cancel;
 pub mod chart;
+pub mod convert;
 pub mod copy;
 pub mod creds;
 pub mod delete;

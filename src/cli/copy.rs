@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use ferry::convert::Format;
 use ferry::copy::{Copier, CopyOptions, CopyReport, Selection};
 use ferry::error::Side;
 use ferry::manifest::Platform;
@@ -57,6 +58,10 @@ pub struct CopyArgs {
     /// Blob transfers in flight at once.
     #[arg(short, long, value_name = "N", default_value_t = 8)]
     pub jobs: usize,
+    /// Write manifests as OCI (oci) or Docker schema 2 (v2s2), converting those that are not:
+    /// converted manifests get NEW digests (blobs keep theirs). Default: as they are.
+    #[arg(long, value_name = "oci|v2s2")]
+    pub format: Option<Format>,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -113,6 +118,7 @@ async fn copy(args: &CopyArgs) -> Result<()> {
     let opts = CopyOptions {
         platforms: args.platforms.clone(),
         jobs: args.jobs.max(1),
+        format: args.format,
     };
     let prepared = copier
         .prepare(src.as_ref(), &target, dst.as_ref(), &tags, &opts)
@@ -149,7 +155,8 @@ fn docker_types_warning(r: &CopyReport) -> Option<String> {
         .then(|| {
             format!(
                 "{} now holds Docker media types ({}); skopeo and umoci read only OCI media \
-                 types from a layout (a registry destination keeps either)",
+                 types from a layout (a registry destination keeps either; --format oci \
+                 converts, with a new digest)",
                 r.destination, r.media_type
             )
         })
@@ -185,6 +192,15 @@ fn print_report(r: &CopyReport, json: bool, quiet: bool) {
     println!("copied {} -> {}{what}", r.source, r.destination);
     println!("  source digest:      {}", r.source_digest);
     println!("  destination digest: {}", r.destination_digest);
+    if let Some(f) = r.converted_to {
+        println!(
+            "  converted to {}: manifests rewritten, so the destination digest is NEW (blobs unchanged)",
+            match f {
+                Format::Oci => "OCI",
+                Format::V2s2 => "Docker schema 2",
+            }
+        );
+    }
     if !r.tags.is_empty() {
         println!("  tags:               {}", r.tags.join(", "));
     }

@@ -140,6 +140,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::BadRegistry { .. }
         | Error::CaFile { .. }
         | Error::ClientCert { .. }
+        | Error::Conversion { .. }
         | Error::Archive { .. }
         | Error::Platform { .. } => exit::USAGE,
         Error::Auth { .. } => exit::AUTH,

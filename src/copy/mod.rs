@@ -18,6 +18,7 @@ pub use graph::{collect, select_platforms, Graph, Selection};
 pub use limits::{Permits, RegistryLimits};
 
 use crate::cancel::Cancel;
+use crate::convert::{Converter, Format};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Platform, RawManifest};
@@ -31,6 +32,8 @@ pub struct CopyOptions {
     pub platforms: Vec<Platform>,
     /// Blob transfers in flight at once.
     pub jobs: usize,
+    /// Write manifests in this format, converting those that are not (new digests).
+    pub format: Option<Format>,
 }
 
 impl Default for CopyOptions {
@@ -38,6 +41,7 @@ impl Default for CopyOptions {
         CopyOptions {
             platforms: Vec::new(),
             jobs: 8,
+            format: None,
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct CopyReport {
     pub destination_digest: Digest,
     pub media_type: String,
     pub selection: Selection,
+    /// The format manifests were converted to (`--format`): the destination digest is new.
+    pub converted_to: Option<Format>,
     pub tags: Vec<String>,
     pub blobs: BlobCounts,
     pub manifests_pushed: usize,
@@ -181,6 +187,10 @@ impl Copier {
         let source = src.get_manifest(target).await?;
         let source_digest = source.digest.clone();
         let (root, selection) = select_platforms(src, source, &opts.platforms).await?;
+        let (root, converted) = match opts.format {
+            Some(f) => self.convert(src, root, f, opts.jobs).await?,
+            None => (root, None),
+        };
         let mut report = CopyReport {
             source: match target {
                 Target::Tag(t) => format!("{}:{t}", src.location()),
@@ -191,6 +201,7 @@ impl Copier {
             destination_digest: root.digest.clone(),
             media_type: root.media_type.clone(),
             selection,
+            converted_to: converted.as_ref().map(|_| opts.format).unwrap_or_default(),
             tags: tags.to_vec(),
             blobs: BlobCounts::default(),
             manifests_pushed: 0,
@@ -204,7 +215,10 @@ impl Copier {
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(Prepared { root, report });
         }
-        let graph = collect(src, &root, opts.jobs).await?;
+        let graph = match converted {
+            Some(g) => g,
+            None => collect(src, &root, opts.jobs).await?,
+        };
         let pushed = self
             .push_graph_now(src, dst, &root, &graph, opts.jobs)
             .await?;
@@ -269,6 +283,34 @@ impl Copier {
         }
         report.seconds += started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// The root and graph in `format`: `None` for the graph when nothing needed converting
+    /// (the root is then the same manifest).
+    async fn convert(
+        &self,
+        src: &dyn Store,
+        root: RawManifest,
+        format: Format,
+        jobs: usize,
+    ) -> Result<(RawManifest, Option<Graph>)> {
+        let graph = collect(src, &root, jobs).await?;
+        let all = graph.manifests.iter().chain(std::iter::once(&root));
+        if all
+            .clone()
+            .all(|m| crate::convert::is_in(&m.media_type, format))
+        {
+            return Ok((root, None));
+        }
+        let mut c = Converter::new(format);
+        let location = src.location();
+        let mut manifests = Vec::with_capacity(graph.manifests.len());
+        for m in &graph.manifests {
+            manifests.push(c.convert(m, &location)?);
+        }
+        let root = c.convert(&root, &location)?;
+        let blobs = graph.blobs;
+        Ok((root, Some(Graph { manifests, blobs })))
     }
 
     async fn all_tags_current(

@@ -10,6 +10,7 @@ mod cli_creds;
 mod cli_output;
 mod copy_registry;
 mod creds_config;
+mod format_convert;
 mod harness_smoke;
 mod layout_fixtures;
 mod layout_hardening;
