@@ -20,4 +20,5 @@ mod registry_auth;
 mod registry_mtls;
 mod registry_store;
 mod registry_tls;
+mod secrets;
 mod upload_real_registry;
