@@ -14,6 +14,8 @@ pub mod creds;
 pub mod delete;
 pub mod digest;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod inspect;
 pub mod manifest;
 pub mod progress;

@@ -21,6 +21,10 @@ mod deletes;
 mod manifests;
 mod repo;
 mod transport;
+
+/// The corpus and settings of the property tests, for the crate's other fuzz module.
+#[cfg(test)]
+pub(crate) use transport::fuzz as fuzz_support;
 mod upload;
 
 use std::path::PathBuf;

@@ -15,6 +15,8 @@
 pub mod auth;
 pub mod challenge;
 pub mod errors;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod headers;
 pub mod http;
 pub mod retry;
