@@ -83,6 +83,11 @@ pub struct TransportArgs {
     /// announced minimum).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
     pub chunk_size: u64,
+    /// Blobs larger than this are uploaded in chunks recorded in the upload journal
+    /// ($XDG_CACHE_HOME/ferry/uploads), so a rerun after a killed copy resumes them; smaller
+    /// ones go in one request (faster when nothing goes wrong).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "512MiB")]
+    pub resumable_above: u64,
 }
 
 /// Parses `1048576`, `16M`, `16MiB`, `1G`, `512K` (binary units).
@@ -172,6 +177,7 @@ impl AccessArgs {
             retry_max_time: self.retry_max_time,
             upload_strategy: UploadStrategy::Auto,
             chunk_size: ferry::store::registry::DEFAULT_CHUNK_SIZE,
+            resumable_above: 512 << 20,
         }
     }
 }

@@ -40,6 +40,20 @@ impl Scheme {
     }
 }
 
+/// The upload journal's directory: `$FERRY_CACHE_DIR/uploads`, else
+/// `$XDG_CACHE_HOME/ferry/uploads`, else `~/.cache/ferry/uploads`; none without a home.
+fn journal_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let cache = env("FERRY_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("ferry")))
+        .or_else(|| env("HOME").map(|h| h.join(".cache/ferry")))?;
+    Some(cache.join("uploads"))
+}
+
 /// Registry options for each side, resolved from the flags.
 #[derive(Clone, Debug)]
 pub struct TransportSettings {
@@ -100,6 +114,8 @@ impl TransportSettings {
                 },
                 upload_strategy: args.upload_strategy,
                 chunk_size: args.chunk_size,
+                monolithic_max: args.resumable_above,
+                upload_journal: journal_dir(),
                 ..RegistryOptions::default()
             })
         };

@@ -14,6 +14,7 @@ mod promote_multitag;
 mod promote_race;
 mod registry_faults;
 mod registry_retry;
+mod resume_after_kill;
 mod signals;
 mod upload_fault_quirks;
 mod upload_personalities;

@@ -91,6 +91,9 @@ pub struct RegistryOptions {
     /// With `auto`, blobs up to this size go in one streamed request when the registry takes
     /// them ([`DEFAULT_MONOLITHIC_MAX`], 2 GiB); larger ones are chunked (resumable).
     pub monolithic_max: u64,
+    /// A directory for the upload journal: chunked uploads record their session there, so a
+    /// rerun after the process died resumes them (see `upload::journal`). `None`: no journal.
+    pub upload_journal: Option<PathBuf>,
 }
 
 impl Default for RegistryOptions {
@@ -110,6 +113,7 @@ impl Default for RegistryOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
             monolithic_max: DEFAULT_MONOLITHIC_MAX,
+            upload_journal: None,
         }
     }
 }
@@ -128,6 +132,7 @@ impl std::fmt::Debug for RegistryOptions {
             .field("chunk_size", &self.chunk_size)
             .field("max_chunk_size", &self.max_chunk_size)
             .field("monolithic_max", &self.monolithic_max)
+            .field("upload_journal", &self.upload_journal)
             .finish_non_exhaustive()
     }
 }
@@ -167,7 +172,13 @@ impl RegistryClient {
         };
         Ok(RegistryClient {
             transport: Arc::new(Transport::new(&registry, &cfg)?),
-            uploads: Arc::new(Uploads::new(settings, api_host)),
+            uploads: Arc::new(Uploads {
+                journal: opts
+                    .upload_journal
+                    .clone()
+                    .map(upload::journal::Journal::new),
+                ..Uploads::new(settings, api_host)
+            }),
             tag_query: Default::default(),
         })
     }

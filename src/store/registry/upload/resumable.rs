@@ -55,6 +55,13 @@ pub(super) async fn upload(
                 up.restarted();
                 (open(up).await?, None)
             }
+            Err(e) if up.from_journal => {
+                tracing::debug!(registry = %up.ctx.registry, error = %e,
+                    "the session a previous run left cannot be asked; starting anew");
+                s.cancel().await;
+                up.restarted();
+                (open(up).await?, None)
+            }
             Err(e) => {
                 s.cancel().await;
                 return Err(Stop::Failed(e));
@@ -190,6 +197,9 @@ impl<'a> Run<'_, 'a> {
         self.snapshot = feed.hasher().clone();
         self.feed = Some(feed);
         self.up.report.patches += 1;
+        if let Some(j) = &mut self.up.journal {
+            j.record(&self.session.url, self.confirmed);
+        }
         let said = parse_range(range);
         if range.is_some() && said != self.confirmed {
             tracing::debug!(registry = %self.up.ctx.registry, digest = %self.up.desc.digest,

@@ -88,6 +88,16 @@ impl Session {
         Ok(Posted::Session(Box::new(session)))
     }
 
+    /// A session opened by an earlier process (its `Location` from the upload journal).
+    pub fn resume(repo: &Repo, ctx: &Ctx, url: Url) -> Session {
+        Session {
+            repo: repo.clone(),
+            ctx: ctx.clone(),
+            url,
+            open: true,
+        }
+    }
+
     fn at(repo: &Repo, ctx: &Ctx, base: &Url, headers: &HeaderMap) -> Result<Session> {
         let url = location(base, headers).ok_or_else(|| Error::BadAnswer {
             op: ctx.op,

@@ -1,0 +1,121 @@
+//! A copy killed with SIGKILL in the middle of a large blob (issue 13, defect 2): the upload
+//! journal remembers the registry's session, and the rerun asks the registry where it stands
+//! (`GET` → `Range`) and sends only the rest, at most one chunk more than the registry lacks.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::fault_server::{Fault, FaultConfig, FaultServer, Kind};
+use crate::support::fixtures::{self, ImageSpec};
+
+const LAYER: usize = 24 << 20;
+const CHUNK: u64 = 1 << 20;
+
+fn ferry(cache: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    c.env("DOCKER_CONFIG", "/nonexistent")
+        .env("FERRY_CACHE_DIR", cache)
+        .args(["copy", "--chunk-size", "1MiB", "--resumable-above", "4MiB"]);
+    c
+}
+
+fn journal_entries(cache: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(cache.join("uploads"))
+        .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_copy_killed_mid_blob_resumes_where_the_registry_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let layout = dir.path().join("src");
+    let built = fixtures::write_layout(&layout, "v1", &ImageSpec::oci().layers(1, LAYER));
+    let local = format!("oci:{}:v1", layout.display());
+    // The first run reads from a registry whose downloads crawl (cut every 256 KiB), so it can
+    // be killed half-way; the rerun reads the same image from the layout.
+    let slow = FaultServer::start(FaultConfig::new());
+    let remote = format!("{}/team/app:v1", slow.host());
+    let o = ferry(&cache)
+        .args(["-q", &local, &remote])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    slow.add_fault(Fault::drop_body_after(Kind::BlobGet, 1, 256 << 10).times(100_000));
+
+    let dst = FaultServer::start(FaultConfig::new());
+    let target = format!("{}/prod/app:v1", dst.host());
+    let mut child = ferry(&cache)
+        .args([
+            "-q",
+            "--retries",
+            "1000",
+            "--retry-max-time",
+            "600",
+            &remote,
+            &target,
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while dst.upload_bytes() < 6 * CHUNK {
+        assert!(Instant::now() < deadline, "the upload did not get going");
+        assert!(child.try_wait().unwrap().is_none(), "the copy ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        journal_entries(&cache).len(),
+        1,
+        "the session was not journaled"
+    );
+    let held: u64 = dst.open_upload_sizes().into_iter().max().unwrap();
+    assert!(held >= 5 * CHUNK, "held {held}");
+    let before = dst.upload_bytes();
+    let starts = dst.count(Kind::UploadStart);
+
+    let o = ferry(&cache)
+        .args(["-v", &local, &target])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let resent = dst.upload_bytes() - before;
+    eprintln!("held {held} of {LAYER}; the rerun sent {resent}");
+    assert!(
+        resent <= LAYER as u64 - held + CHUNK,
+        "the rerun sent {resent} bytes; the registry lacked {}",
+        LAYER as u64 - held
+    );
+    assert_eq!(
+        dst.count(Kind::UploadStart),
+        starts,
+        "a new session was opened"
+    );
+    assert!(
+        dst.count(Kind::UploadStatus) >= 1,
+        "the registry was not asked where it stands"
+    );
+    assert!(
+        stderr.contains("previous run left this upload unfinished"),
+        "{stderr}"
+    );
+    // The image is whole and verified: every blob as the source has it, the tag written.
+    for d in &built.blobs {
+        assert_eq!(
+            dst.blob_in("prod/app", &d.digest)
+                .map(|b| ferry::Digest::of(&b)),
+            Some(d.digest.clone())
+        );
+    }
+    assert_eq!(dst.tag("prod/app", "v1"), Some(built.digest.clone()));
+    assert_eq!(dst.open_uploads(), 0);
+    assert!(
+        journal_entries(&cache).is_empty(),
+        "{:?}",
+        journal_entries(&cache)
+    );
+}
