@@ -9,11 +9,11 @@
 //! The library prints nothing; what to say and which exit code to use is the caller's choice.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 
@@ -82,40 +82,49 @@ impl Cancel {
     }
 }
 
-/// Clean-ups started by dropped work, not yet known to be finished.
-static CLEANUPS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+/// Clean-ups started by dropped work and not finished yet.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs `work` (an upload session's `DELETE`) on the current runtime, tracked so that an
+/// Runs `work` (an upload session's `DELETE`) on the current runtime, counted so that an
 /// interrupted run can wait for it. Without a runtime nothing can be sent: it is skipped.
 pub(crate) fn spawn_cleanup(work: impl Future<Output = ()> + Send + 'static) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let handle = rt.spawn(work);
-    let mut all = CLEANUPS.lock().unwrap();
-    all.retain(|h| !h.is_finished());
-    all.push(handle);
-}
-
-/// Waits for every tracked clean-up, at most `grace`; returns how many did not finish.
-pub async fn finish_cleanups(grace: Duration) -> usize {
-    // Let tasks dropped just now run their destructors' spawns first.
-    tokio::task::yield_now().await;
-    let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *CLEANUPS.lock().unwrap());
-    let deadline = tokio::time::Instant::now() + grace;
-    let mut unfinished = 0;
-    for h in handles {
-        if tokio::time::timeout_at(deadline, h).await.is_err() {
-            unfinished += 1;
+    /// Counts the clean-up done however its task ends (finished, or dropped at shutdown).
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            PENDING.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    unfinished
+    PENDING.fetch_add(1, Ordering::SeqCst);
+    let done = Done;
+    rt.spawn(async move {
+        let _done = done;
+        work.await;
+    });
+}
+
+/// Waits until every clean-up started so far finished, at most `grace`; returns how many did
+/// not. Nested waits (a cancelled run inside another) see the same count.
+pub async fn finish_cleanups(grace: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        // Let work dropped just now run its destructors' spawns first.
+        tokio::task::yield_now().await;
+        let pending = PENDING.load(Ordering::SeqCst);
+        if pending == 0 || tokio::time::Instant::now() >= deadline {
+            return pending;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
 
     struct OnDrop(Arc<AtomicBool>);
     impl Drop for OnDrop {
