@@ -119,3 +119,49 @@ fn a_copy_killed_mid_blob_resumes_where_the_registry_stands() {
         journal_entries(&cache)
     );
 }
+
+/// A journal entry whose session the registry no longer has (distribution drops a session
+/// after a partial write; registries expire them) costs one status request, then the blob goes
+/// in a new session; an unreadable entry is ignored. Neither breaks the copy.
+#[test]
+fn a_session_the_registry_lost_is_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let layout = dir.path().join("src");
+    let built = fixtures::write_layout(&layout, "v1", &ImageSpec::oci().layers(1, 6 << 20));
+    let layer = built.blobs.iter().max_by_key(|d| d.size).unwrap().clone();
+    let dst = FaultServer::start(FaultConfig::new());
+    let key = |repo: &str| {
+        let k = ferry::Digest::of(format!("{}\n{repo}\n{}", dst.host(), layer.digest).as_bytes());
+        cache
+            .join("uploads")
+            .join(format!("{}.json", &k.hex()[..32]))
+    };
+    std::fs::create_dir_all(cache.join("uploads")).unwrap();
+    let entry = serde_json::json!({
+        "registry": dst.host(), "repository": "prod/app", "digest": layer.digest.to_string(),
+        "size": layer.size, "offset": 3 << 20,
+        "location": format!("http://{}/v2/prod/app/blobs/uploads/gone?_state=1", dst.host()),
+    });
+    std::fs::write(key("prod/app"), entry.to_string()).unwrap();
+    std::fs::write(key("prod/other"), "{ not json").unwrap();
+    for repo in ["prod/app", "prod/other"] {
+        let target = format!("{}/{repo}:v1", dst.host());
+        let o = ferry(&cache)
+            .args(["-v", &format!("oci:{}:v1", layout.display()), &target])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{repo}: {stderr}");
+        assert_eq!(dst.tag(repo, "v1"), Some(built.digest.clone()), "{repo}");
+        if repo == "prod/app" {
+            assert!(stderr.contains("no longer has the session"), "{stderr}");
+        }
+    }
+    assert_eq!(dst.count(Kind::UploadStatus), 1, "{:?}", dst.counts());
+    assert!(
+        journal_entries(&cache).is_empty(),
+        "{:?}",
+        journal_entries(&cache)
+    );
+}

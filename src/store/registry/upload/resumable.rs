@@ -51,6 +51,10 @@ pub(super) async fn upload(
         Some(Some(mut s)) => match s.status().await {
             Ok(Some(at)) if at <= up.desc.size => (*s, Some(at)),
             Ok(_) => {
+                if up.from_journal {
+                    tracing::info!(registry = %up.ctx.registry, digest = %up.desc.digest,
+                        "the registry no longer has the session a previous run left (some drop a session after a partial write); sending the blob again");
+                }
                 s.close();
                 up.restarted();
                 (open(up).await?, None)
