@@ -147,7 +147,7 @@ impl Transport {
                 || cfg
                     .certs_dir
                     .as_ref()
-                    .is_some_and(|d| has_client_pair(&d.join(name))),
+                    .is_some_and(|d| tls::has_client_pair(&d.join(name))),
             http: http::build(cfg, name)?,
             config: cfg.clone(),
             retry: cfg.retry.clone(),
@@ -271,34 +271,6 @@ impl Transport {
             }
             _ => Err(self.explain_tls(budget.give_up(f)).await),
         }
-    }
-
-    /// A final transport failure over HTTPS that may be a TLS refusal seen too late (TLS 1.3
-    /// lets the request go before the server's verdict on the client certificate): one
-    /// diagnostic handshake over TLS 1.2, where the verdict comes inside the handshake, says
-    /// whether the client certificate is the problem, and the error then says so.
-    async fn explain_tls(&self, mut e: Error) -> Error {
-        let Error::Transport { message, .. } = &mut e else {
-            return e;
-        };
-        if self.base().scheme() != "https" || !tls::may_be_refusal(message) {
-            return e;
-        }
-        if tls::hint(message, self.has_client_cert).is_some() {
-            return e;
-        }
-        let Ok(client) = http::build_tls12(&self.config, &self.name) else {
-            return e;
-        };
-        let ping = self.url("");
-        if let Err(diag) = client.get(ping).send().await {
-            let diag = errors::describe(diag);
-            if let Some(h) = tls::hint(&diag, self.has_client_cert) {
-                message.push_str(": ");
-                message.push_str(h);
-            }
-        }
-        e
     }
 
     async fn fetch_once(
@@ -468,17 +440,6 @@ impl Transport {
             .map_err(|e| self.hinted(ctx.transport(e)).into())
     }
 
-    /// A TLS failure that mutual TLS explains says so.
-    fn hinted(&self, mut e: Error) -> Error {
-        if let Error::Transport { message, .. } = &mut e {
-            if let Some(h) = tls::hint(message, self.has_client_cert) {
-                message.push_str(": ");
-                message.push_str(h);
-            }
-        }
-        e
-    }
-
     /// What a final 401 means: refused or missing credentials, or no access to the repository.
     async fn unauthorized(
         &self,
@@ -501,14 +462,6 @@ impl Transport {
         }
         ctx.status_error(resp).await
     }
-}
-
-/// Whether a `certs.d/HOST` directory holds a client certificate.
-fn has_client_pair(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|rd| {
-        rd.filter_map(|e| e.ok())
-            .any(|e| e.path().extension().is_some_and(|x| x == "cert"))
-    })
 }
 
 impl std::fmt::Debug for Transport {

@@ -2,6 +2,9 @@
 //! `certs.d/HOST/*.crt`) and the client certificate for mutual TLS (`--*-cert-file` with
 //! `--*-key-file`, or `certs.d/HOST/*.cert` with the `.key` of the same name).
 //!
+//! It also explains TLS failures that a client certificate explains (a missing or refused one),
+//! with one diagnostic TLS 1.2 handshake when TLS 1.3 hid the server's verdict.
+//!
 //! The `certs.d` layout is docker's: `<dir>/<host[:port]>/ca.crt`, `client.cert`,
 //! `client.key`, the host named as in the image reference. An explicit client certificate wins
 //! over one found there.
@@ -185,6 +188,56 @@ pub fn may_be_refusal(message: &str) -> bool {
     ["closed", "alert", "connection reset", "broken pipe"]
         .iter()
         .any(|s| m.contains(s))
+}
+
+/// The TLS side of a transport's failures.
+impl super::Transport {
+    /// A final transport failure over HTTPS that may be a TLS refusal seen too late (TLS 1.3
+    /// lets the request go before the server's verdict on the client certificate): one
+    /// diagnostic handshake over TLS 1.2, where the verdict comes inside the handshake, says
+    /// whether the client certificate is the problem, and the error then says so.
+    pub(super) async fn explain_tls(&self, mut e: Error) -> Error {
+        let Error::Transport { message, .. } = &mut e else {
+            return e;
+        };
+        if self.base().scheme() != "https" || !may_be_refusal(message) {
+            return e;
+        }
+        if hint(message, self.has_client_cert).is_some() {
+            return e;
+        }
+        let Ok(client) = super::http::build_tls12(&self.config, &self.name) else {
+            return e;
+        };
+        let ping = self.url("");
+        if let Err(diag) = client.get(ping).send().await {
+            let diag = super::errors::describe(diag);
+            if let Some(h) = hint(&diag, self.has_client_cert) {
+                message.push_str(": ");
+                message.push_str(h);
+            }
+        }
+        e
+    }
+
+    /// A TLS failure that mutual TLS explains says so.
+    pub(super) fn hinted(&self, mut e: Error) -> Error {
+        if let Error::Transport { message, .. } = &mut e {
+            if let Some(h) = hint(message, self.has_client_cert) {
+                message.push_str(": ");
+                message.push_str(h);
+            }
+        }
+        e
+    }
+}
+
+/// Whether a `certs.d/HOST` directory holds a client certificate.
+pub(super) fn has_client_pair(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.filter_map(|e| e.ok())
+            .any(|e| e.path().extension().is_some_and(|x| x == "cert"))
+    })
 }
 
 #[cfg(test)]
