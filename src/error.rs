@@ -162,6 +162,11 @@ pub enum Error {
     #[error("CA file {}: {reason}", .path.display())]
     CaFile { path: PathBuf, reason: String },
 
+    /// A TLS client certificate or its key (`--*-cert-file`, `--*-key-file`, docker's
+    /// `certs.d/HOST/client.{cert,key}`) could not be used.
+    #[error("client certificate {}: {reason}", .path.display())]
+    ClientCert { path: PathBuf, reason: String },
+
     /// The HTTP client could not be built.
     #[error("HTTP client: {reason}")]
     HttpClient { reason: String },
@@ -219,6 +224,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// `--format` asked for a conversion the manifest cannot take (something the target
+    /// format cannot say); nothing was written.
+    #[error("convert {digest} from {location} to {format}: {reason}")]
+    Conversion {
+        location: String,
+        digest: Digest,
+        format: crate::convert::Format,
+        reason: String,
+    },
+
     /// A failure at one end of a copy: `source` or `destination`.
     #[error("{side}: {error}")]
     OnSide {
@@ -261,6 +276,15 @@ pub enum Error {
         location: String,
         subject: Digest,
         reason: String,
+    },
+
+    /// The run was cancelled (SIGINT/SIGTERM in the CLI) and stopped where it stood: open
+    /// upload sessions were cancelled (`unfinished_cleanups` of them did not answer in time)
+    /// and temp files removed; no tag was written after the request.
+    #[error("interrupted ({reason}): open upload sessions cancelled, temporary files removed{}", fmt_unfinished(*.unfinished_cleanups))]
+    Interrupted {
+        reason: String,
+        unfinished_cleanups: usize,
     },
 
     /// Several independent failures (e.g. several blobs of one copy).
@@ -314,6 +338,15 @@ fn fmt_entry(entry: &Option<String>) -> String {
     match entry {
         Some(e) => format!(", entry {e:?}"),
         None => String::new(),
+    }
+}
+
+fn fmt_unfinished(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => {
+            format!(" ({n} cancellation requests got no answer in time; the registry expires them)")
+        }
     }
 }
 

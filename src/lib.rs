@@ -6,12 +6,16 @@
 //! then child manifests, then the index, then the tags), so a tag is never written before
 //! everything it names is present and verified at the destination.
 
+pub mod cancel;
 pub mod chart;
+pub mod convert;
 pub mod copy;
 pub mod creds;
 pub mod delete;
 pub mod digest;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod inspect;
 pub mod manifest;
 pub mod progress;

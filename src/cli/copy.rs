@@ -4,6 +4,7 @@ use clap::Args;
 
 use std::sync::Arc;
 
+use ferry::convert::Format;
 use ferry::copy::{BlobLedger, Copier, CopyOptions, CopyReport, Selection};
 use ferry::error::Side;
 use ferry::manifest::Platform;
@@ -73,6 +74,10 @@ pub struct CopyArgs {
     /// Blob transfers in flight at once.
     #[arg(short, long, value_name = "N", default_value_t = 8)]
     pub jobs: usize,
+    /// Write manifests as OCI (oci) or Docker schema 2 (v2s2), converting those that are not:
+    /// converted manifests get NEW digests (blobs keep theirs). Default: as they are.
+    #[arg(long, value_name = "oci|v2s2")]
+    pub format: Option<Format>,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -143,13 +148,15 @@ async fn copy_with(args: &CopyArgs, ledger: Arc<BlobLedger>) -> Result<()> {
     } else {
         Verbosity::Normal
     };
-    let mut copier = Copier::new(reporter(verbosity));
+    let mut copier =
+        Copier::new(reporter(verbosity)).with_cancel(super::interrupt::token().clone());
     copier.ledger = ledger;
     let opts = CopyOptions {
         platforms: args.platforms.clone(),
         jobs: args.jobs.max(1),
         // Opt-in for copy, as peers do (promote copies them by default).
         referrers: args.referrers.options(false),
+        format: args.format,
     };
     let prepared = copier
         .prepare(src.as_ref(), &target, dst.as_ref(), &tags, &opts)
@@ -197,7 +204,8 @@ fn docker_types_warning(r: &CopyReport) -> Option<String> {
         .then(|| {
             format!(
                 "{} now holds Docker media types ({}); skopeo and umoci read only OCI media \
-                 types from a layout (a registry destination keeps either)",
+                 types from a layout (a registry destination keeps either; --format oci \
+                 converts, with a new digest)",
                 r.destination, r.media_type
             )
         })
@@ -238,6 +246,16 @@ fn report_text(r: &CopyReport) -> String {
     let _ = writeln!(out, "copied {} -> {}{what}", r.source, r.destination);
     let _ = writeln!(out, "  source digest:      {}", r.source_digest);
     let _ = writeln!(out, "  destination digest: {}", r.destination_digest);
+    if let Some(f) = r.converted_to {
+        let _ = writeln!(
+            out,
+            "  converted to {}: manifests rewritten, so the destination digest is NEW (blobs unchanged)",
+            match f {
+                Format::Oci => "OCI",
+                Format::V2s2 => "Docker schema 2",
+            }
+        );
+    }
     if !r.tags.is_empty() {
         let _ = writeln!(out, "  tags:               {}", r.tags.join(", "));
     }

@@ -7,6 +7,9 @@ use clap::Args;
 
 use ferry::store::registry::{UploadStrategy, Verify};
 
+/// Where docker keeps per-registry certificates.
+const DEFAULT_CERTS_DIR: &str = "/etc/docker/certs.d";
+
 /// Flags that decide how to reach registries, per side.
 #[derive(Args, Clone, Debug)]
 pub struct TransportArgs {
@@ -35,21 +38,37 @@ pub struct TransportArgs {
     /// Verify the destination registry's TLS certificate (--dest-tls-verify=false to skip).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub dest_tls_verify: bool,
-    /// Talk plain HTTP to the source registry (automatic for localhost and 127.0.0.1).
+    /// Talk plain HTTP to the source registry (localhost and 127.0.0.1: HTTPS is tried first, then plain HTTP).
     #[arg(long, conflicts_with = "src_tls")]
     pub src_plain_http: bool,
-    /// Talk plain HTTP to the destination registry (automatic for localhost and 127.0.0.1).
+    /// Talk plain HTTP to the destination registry (localhost and 127.0.0.1: HTTPS is tried first, then plain HTTP).
     #[arg(long, conflicts_with = "dest_tls")]
     pub dest_plain_http: bool,
-    /// Talk HTTPS to the source registry, also on localhost and 127.0.0.1.
+    /// Talk HTTPS to the source registry, also on localhost and 127.0.0.1 (no plain HTTP fallback).
     #[arg(long)]
     pub src_tls: bool,
-    /// Talk HTTPS to the destination registry, also on localhost and 127.0.0.1.
+    /// Talk HTTPS to the destination registry, also on localhost and 127.0.0.1 (no plain HTTP fallback).
     #[arg(long)]
     pub dest_tls: bool,
     /// Extra CA certificate (PEM) trusted for both sides.
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// TLS client certificate (PEM) for a source registry that requires mutual TLS.
+    #[arg(long, value_name = "PATH", requires = "src_key_file")]
+    pub src_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --src-cert-file.
+    #[arg(long, value_name = "PATH", requires = "src_cert_file")]
+    pub src_key_file: Option<PathBuf>,
+    /// TLS client certificate (PEM) for a destination registry that requires mutual TLS.
+    #[arg(long, value_name = "PATH", requires = "dest_key_file")]
+    pub dest_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --dest-cert-file.
+    #[arg(long, value_name = "PATH", requires = "dest_cert_file")]
+    pub dest_key_file: Option<PathBuf>,
+    /// Docker's certs.d directory: HOST[:PORT]/ca.crt, client.cert and client.key are used for
+    /// that registry.
+    #[arg(long, value_name = "DIR", env = "FERRY_CERTS_DIR", default_value = DEFAULT_CERTS_DIR)]
+    pub certs_dir: PathBuf,
     /// Attempts per request for retryable failures (408, 429, 5xx, dropped connections).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
@@ -89,6 +108,11 @@ pub struct TransportArgs {
     /// (RateLimit-Remaining, as Docker Hub sends); 0: never.
     #[arg(long, value_name = "N", default_value_t = ferry::store::registry::DEFAULT_RATE_LIMIT_RESERVE)]
     pub rate_limit_reserve: u64,
+    /// Blobs larger than this are uploaded in chunks recorded in the upload journal
+    /// ($XDG_CACHE_HOME/ferry/uploads), so a rerun after a killed copy resumes them; smaller
+    /// ones go in one request (faster when nothing goes wrong).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "512MiB")]
+    pub resumable_above: u64,
 }
 
 /// Parses `1048576`, `16M`, `16MiB`, `1G`, `512K` (binary units).
@@ -128,15 +152,25 @@ pub struct AccessArgs {
     /// Verify the registry's TLS certificate (--tls-verify=false to skip).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_verify: bool,
-    /// Talk plain HTTP to the registry (automatic for localhost and 127.0.0.1).
+    /// Talk plain HTTP to the registry (localhost and 127.0.0.1: HTTPS is tried first, then plain HTTP).
     #[arg(long, conflicts_with = "tls")]
     pub plain_http: bool,
-    /// Talk HTTPS to the registry, also on localhost and 127.0.0.1.
+    /// Talk HTTPS to the registry, also on localhost and 127.0.0.1 (no plain HTTP fallback).
     #[arg(long)]
     pub tls: bool,
     /// Extra CA certificate (PEM) to trust.
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// TLS client certificate (PEM) for a registry that requires mutual TLS.
+    #[arg(long, value_name = "PATH", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --cert-file.
+    #[arg(long, value_name = "PATH", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+    /// Docker's certs.d directory: HOST[:PORT]/ca.crt, client.cert and client.key are used for
+    /// that registry.
+    #[arg(long, value_name = "DIR", env = "FERRY_CERTS_DIR", default_value = DEFAULT_CERTS_DIR)]
+    pub certs_dir: PathBuf,
     /// Attempts per request for retryable failures (408, 429, 5xx, dropped connections).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
@@ -159,6 +193,11 @@ impl AccessArgs {
             src_tls: self.tls,
             dest_tls: self.tls,
             ca_file: self.ca_file.clone(),
+            src_cert_file: self.cert_file.clone(),
+            src_key_file: self.key_file.clone(),
+            dest_cert_file: self.cert_file.clone(),
+            dest_key_file: self.key_file.clone(),
+            certs_dir: self.certs_dir.clone(),
             retries: self.retries,
             retry_max_time: self.retry_max_time,
             upload_strategy: UploadStrategy::Auto,
@@ -166,6 +205,7 @@ impl AccessArgs {
             no_cache: true,
             chunk_size: ferry::store::registry::DEFAULT_CHUNK_SIZE,
             rate_limit_reserve: ferry::store::registry::DEFAULT_RATE_LIMIT_RESERVE,
+            resumable_above: 512 << 20,
         }
     }
 }

@@ -168,6 +168,7 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         jobs: args.jobs.max(1),
         // Signatures and SBOMs cross the air gap with their images, as a promotion takes them.
         referrers: args.referrers.options(true),
+        format: None,
     };
     // Every image is made present first (in parallel), then tagged in the order given: the
     // archive's index lists them in that order, and a failure leaves no tag.

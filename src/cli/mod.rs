@@ -9,6 +9,7 @@ mod endpoints;
 mod export;
 mod import;
 mod inspect;
+pub mod interrupt;
 mod ls;
 pub mod progress;
 mod promote;
@@ -91,8 +92,16 @@ pub enum Command {
 }
 
 impl Cli {
+    /// Runs the command; SIGINT/SIGTERM stop it cleanly ([`interrupt`]).
     pub async fn run(self) -> Result<(), Error> {
-        match self.command {
+        interrupt::listen();
+        interrupt::token().run(self.command.run()).await
+    }
+}
+
+impl Command {
+    async fn run(self) -> Result<(), Error> {
+        match self {
             Command::Chart(args) => chart::run(args).await,
             Command::Copy(args) => copy::run(args).await,
             Command::Promote(args) => promote::run(args).await,
@@ -146,6 +155,8 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::BadTag { .. }
         | Error::BadRegistry { .. }
         | Error::CaFile { .. }
+        | Error::ClientCert { .. }
+        | Error::Conversion { .. }
         | Error::Archive { .. }
         | Error::Platform { .. } => exit::USAGE,
         Error::Auth { .. } => exit::AUTH,
@@ -172,6 +183,7 @@ pub fn exit_code(e: &Error) -> u8 {
             ferry::sync::SyncError::Config { .. } => exit::USAGE,
             ferry::sync::SyncError::MissingTag { .. } => exit::NOT_FOUND,
         },
+        Error::Interrupted { .. } => interrupt::exit_code(),
         Error::Chart(c) => chart::exit_code(c),
         Error::Manifest(_) | Error::ManifestTooLarge { .. } | Error::TooLarge { .. } => {
             exit::FAILED
@@ -191,6 +203,7 @@ pub fn exit_code(e: &Error) -> u8 {
 /// How decisive an exit code is among several errors: the higher, the more it says.
 fn rank(code: u8) -> u8 {
     match code {
+        128.. => 8,
         exit::USAGE => 7,
         exit::VERIFY => 6,
         exit::AUTH => 5,

@@ -90,6 +90,10 @@ impl Reporter for Lines {
     }
 }
 
+/// A blob's bar: the bar takes what the terminal has left, so that a line fits in 60 columns
+/// (the prefix is the digest's first 12 hex digits).
+pub const BLOB_BAR: &str = "{prefix} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec}";
+
 /// A bar per blob in flight under a running total.
 struct Bars {
     multi: MultiProgress,
@@ -107,15 +111,13 @@ impl Bars {
 
 impl Reporter for Bars {
     fn blob_started(&self, digest: &Digest, size: u64) {
-        let style = ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .unwrap()
-        .progress_chars("=> ");
+        let style = ProgressStyle::with_template(BLOB_BAR)
+            .unwrap()
+            .progress_chars("=> ");
         let bar = self.multi.add(
             ProgressBar::new(size)
                 .with_style(style)
-                .with_prefix(short(digest)),
+                .with_prefix(digest.hex()[..12].to_string()),
         );
         self.bars.lock().unwrap().insert(digest.clone(), bar);
     }
@@ -145,5 +147,107 @@ impl Reporter for Bars {
         let _ = self
             .multi
             .println(format!("tag      {location}:{tag} -> {}", short(digest)));
+    }
+}
+
+/// A terminal of a given width that records every line drawn, for tests of bar layouts.
+#[cfg(test)]
+pub mod testterm {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Debug, Clone)]
+    pub struct Recorder {
+        pub width: u16,
+        pub lines: Arc<Mutex<Vec<String>>>,
+        current: Arc<Mutex<String>>,
+    }
+
+    impl Recorder {
+        pub fn new(width: u16) -> Recorder {
+            Recorder {
+                width,
+                lines: Arc::default(),
+                current: Arc::default(),
+            }
+        }
+
+        /// The widest line drawn, in characters.
+        pub fn widest(&self) -> (usize, String) {
+            let lines = self.lines.lock().unwrap();
+            let current = self.current.lock().unwrap().clone();
+            lines
+                .iter()
+                .chain(std::iter::once(&current))
+                .map(|l| (l.trim_end().chars().count(), l.trim_end().to_string()))
+                .max()
+                .unwrap_or_default()
+        }
+    }
+
+    impl indicatif::TermLike for Recorder {
+        fn width(&self) -> u16 {
+            self.width
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            let mut cur = self.current.lock().unwrap();
+            cur.push_str(s);
+            self.lines.lock().unwrap().push(std::mem::take(&mut *cur));
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            // Padding to clear the rest of a line is not drawn text.
+            if !s.trim().is_empty() {
+                self.current.lock().unwrap().push_str(s);
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.current.lock().unwrap().clear();
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Draws `template` with a worst-case prefix and byte counts at `width`; the widest line.
+    pub fn widest(template: &str, prefix: &str, msg: &str, width: u16) -> (usize, String) {
+        use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+        let rec = Recorder::new(width);
+        let bar = ProgressBar::with_draw_target(
+            Some(1023 << 20),
+            ProgressDrawTarget::term_like(Box::new(rec.clone())),
+        )
+        .with_style(ProgressStyle::with_template(template).unwrap())
+        .with_prefix(prefix.to_string())
+        .with_message(msg.to_string());
+        bar.set_position(1000 << 20);
+        bar.tick();
+        bar.abandon();
+        rec.widest()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn blob_bars_fit_in_60_columns() {
+        for width in [60u16, 80, 120] {
+            let (w, line) = super::testterm::widest(super::BLOB_BAR, "40dd7bdc555a", "", width);
+            assert!(w <= width as usize, "{w} > {width}: {line:?}");
+            assert!(w > 40, "nothing drawn? {line:?}");
+        }
     }
 }

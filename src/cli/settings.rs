@@ -4,6 +4,7 @@
 //! side so errors say where they came from).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use ferry::copy::{BlobLedger, LocationCache};
@@ -12,7 +13,9 @@ use ferry::error::Side;
 use ferry::reference::{ImageRef, LayoutKind, LayoutRef, Tag};
 use ferry::store::archive::{ArchiveStore, Compress, DockerArchiveStore, DockerWriter};
 use ferry::store::layout::LayoutStore;
-use ferry::store::registry::{RegistryClient, RegistryOptions, RegistryStore, RetryPolicy};
+use ferry::store::registry::{
+    ClientCert, RegistryClient, RegistryOptions, RegistryStore, RetryPolicy,
+};
 use ferry::store::sided::Sided;
 use ferry::store::{Store, Target};
 use ferry::{Error, Result};
@@ -22,7 +25,7 @@ use super::endpoints::TransportArgs;
 /// HTTP or HTTPS for one side, from `--*-plain-http` and `--*-tls` (clap keeps them apart).
 #[derive(Clone, Copy)]
 enum Scheme {
-    /// HTTPS, but plain HTTP for loopback hosts.
+    /// HTTPS; a loopback host is tried over HTTPS first, then plain HTTP.
     Auto,
     Plain,
     Tls,
@@ -36,6 +39,20 @@ impl Scheme {
             _ => Scheme::Auto,
         }
     }
+}
+
+/// The upload journal's directory: `$FERRY_CACHE_DIR/uploads`, else
+/// `$XDG_CACHE_HOME/ferry/uploads`, else `~/.cache/ferry/uploads`; none without a home.
+fn journal_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let cache = env("FERRY_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("ferry")))
+        .or_else(|| env("HOME").map(|h| h.join(".cache/ferry")))?;
+    Some(cache.join("uploads"))
 }
 
 /// Registry options for each side, resolved from the flags.
@@ -57,7 +74,11 @@ impl TransportSettings {
             })?,
             None => DockerConfig::load()?,
         });
-        let side = |creds: &Option<String>, flag: &str, tls_verify: bool, scheme: Scheme| {
+        let side = |creds: &Option<String>,
+                    flag: &str,
+                    tls_verify: bool,
+                    scheme: Scheme,
+                    cert: (&Option<PathBuf>, &Option<PathBuf>)| {
             let credentials: Arc<dyn CredentialSource> = match creds {
                 Some(c) => {
                     let given = StaticCredentials::parse(c).map_err(|e| match e {
@@ -78,6 +99,14 @@ impl TransportSettings {
                     Scheme::Tls => Some(false),
                 },
                 ca_file: args.ca_file.clone(),
+                certs_dir: Some(args.certs_dir.clone()),
+                client_cert: match cert {
+                    (Some(cert), Some(key)) => Some(ClientCert {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    }),
+                    _ => None,
+                },
                 credentials,
                 retry: RetryPolicy {
                     max_attempts: args.retries.max(1),
@@ -88,6 +117,8 @@ impl TransportSettings {
                 chunk_size: args.chunk_size,
                 verify: args.verify,
                 rate_limit_reserve: args.rate_limit_reserve,
+                monolithic_max: args.resumable_above,
+                upload_journal: journal_dir(),
                 ..RegistryOptions::default()
             })
         };
@@ -97,12 +128,14 @@ impl TransportSettings {
                 "--src-creds",
                 args.src_tls_verify,
                 Scheme::of(args.src_plain_http, args.src_tls),
+                (&args.src_cert_file, &args.src_key_file),
             )?,
             destination: side(
                 &args.dest_creds,
                 "--dest-creds",
                 args.dest_tls_verify,
                 Scheme::of(args.dest_plain_http, args.dest_tls),
+                (&args.dest_cert_file, &args.dest_key_file),
             )?,
         })
     }

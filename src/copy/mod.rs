@@ -26,6 +26,8 @@ pub use limits::{Permits, RegistryLimits};
 pub use location_cache::{LocationCache, MAX_ENTRIES as LOCATION_CACHE_ENTRIES};
 pub use referrers::{FoundReferrer, Links};
 
+use crate::cancel::Cancel;
+use crate::convert::{Converter, Format};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Platform, RawManifest};
@@ -42,6 +44,8 @@ pub struct CopyOptions {
     pub jobs: usize,
     /// Which referrers travel with the image (default: none).
     pub referrers: ReferrerOptions,
+    /// Write manifests in this format, converting those that are not (new digests).
+    pub format: Option<Format>,
 }
 
 impl Default for CopyOptions {
@@ -50,6 +54,7 @@ impl Default for CopyOptions {
             platforms: Vec::new(),
             jobs: 8,
             referrers: ReferrerOptions::none(),
+            format: None,
         }
     }
 }
@@ -92,6 +97,8 @@ pub struct CopyReport {
     pub destination_digest: Digest,
     pub media_type: String,
     pub selection: Selection,
+    /// The format manifests were converted to (`--format`): the destination digest is new.
+    pub converted_to: Option<Format>,
     pub tags: Vec<String>,
     pub blobs: BlobCounts,
     pub manifests_pushed: usize,
@@ -135,11 +142,14 @@ pub struct Pushed {
 }
 
 /// Copies images between stores. Holds what is shared across copies: the blob ledger (mount
-/// sources, per-digest de-duplication), per-registry transfer limits and the reporter.
+/// sources, per-digest de-duplication), per-registry transfer limits, the reporter and the
+/// stop request ([`Cancel`]): cancelled, a copy stops where it stands, its open upload sessions
+/// are deleted and its temp files removed, and it fails with [`Error::Interrupted`].
 pub struct Copier {
     pub ledger: Arc<BlobLedger>,
     pub limits: Arc<RegistryLimits>,
     pub reporter: Arc<dyn Reporter>,
+    pub cancel: Cancel,
 }
 
 impl Copier {
@@ -148,7 +158,14 @@ impl Copier {
             ledger: Arc::new(BlobLedger::default()),
             limits: Arc::new(RegistryLimits::unlimited()),
             reporter,
+            cancel: Cancel::new(),
         }
+    }
+
+    /// This copier, obeying `cancel`.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Copier {
+        self.cancel = cancel;
+        self
     }
 
     /// A copier sharing this one's ledger and limits that reports to `reporter` (one per image
@@ -158,6 +175,7 @@ impl Copier {
             ledger: self.ledger.clone(),
             limits: self.limits.clone(),
             reporter,
+            cancel: self.cancel.clone(),
         }
     }
 
@@ -184,10 +202,27 @@ impl Copier {
         tags: &[String],
         opts: &CopyOptions,
     ) -> Result<Prepared> {
+        self.cancel
+            .run(self.prepare_now(src, target, dst, tags, opts))
+            .await
+    }
+
+    async fn prepare_now(
+        &self,
+        src: &dyn Store,
+        target: &Target,
+        dst: &dyn Store,
+        tags: &[String],
+        opts: &CopyOptions,
+    ) -> Result<Prepared> {
         let started = Instant::now();
         let source = src.get_manifest(target).await?;
         let source_digest = source.digest.clone();
         let (root, selection) = select_platforms(src, source, &opts.platforms).await?;
+        let (root, converted) = match opts.format {
+            Some(f) => self.convert(src, root, f, opts.jobs).await?,
+            None => (root, None),
+        };
         let mut report = CopyReport {
             source: match target {
                 Target::Tag(t) => format!("{}:{t}", src.location()),
@@ -198,6 +233,7 @@ impl Copier {
             destination_digest: root.digest.clone(),
             media_type: root.media_type.clone(),
             selection,
+            converted_to: converted.as_ref().map(|_| opts.format).unwrap_or_default(),
             tags: tags.to_vec(),
             blobs: BlobCounts::default(),
             manifests_pushed: 0,
@@ -219,16 +255,19 @@ impl Copier {
                 links: Links::default(),
             });
         }
-        let mut graph = match tags_current {
-            true => Graph::default(),
-            false => collect(src, &root, opts.jobs).await?,
+        let mut graph = match (tags_current, converted) {
+            (true, _) => Graph::default(),
+            (false, Some(g)) => g,
+            (false, None) => collect(src, &root, opts.jobs).await?,
         };
         if opts.referrers.enabled {
             let known = (!tags_current).then_some(&graph);
             let subjects = referrers::subjects(&root, selection, known);
             referrers::add(src, dst, &mut graph, subjects, &opts.referrers, opts.jobs).await?;
         }
-        let pushed = self.push_graph(src, dst, &root, &graph, opts.jobs).await?;
+        let pushed = self
+            .push_graph_now(src, dst, &root, &graph, opts.jobs, RootKnown::Unknown)
+            .await?;
         report.blobs = pushed.blobs;
         report.manifests_pushed = pushed.manifests_pushed;
         report.manifests_present = pushed.manifests_present;
@@ -252,7 +291,8 @@ impl Copier {
         graph: &Graph,
         jobs: usize,
     ) -> Result<Pushed> {
-        self.push_graph_with(src, dst, root, graph, jobs, RootKnown::Unknown)
+        self.cancel
+            .run(self.push_graph_now(src, dst, root, graph, jobs, RootKnown::Unknown))
             .await
     }
 
@@ -260,6 +300,20 @@ impl Copier {
     /// to be absent is pushed without asking again. Child manifests (every blob being present)
     /// are pushed concurrently, up to `jobs` at once; then the root, then the referrers.
     pub async fn push_graph_with(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        root: &RawManifest,
+        graph: &Graph,
+        jobs: usize,
+        known: RootKnown,
+    ) -> Result<Pushed> {
+        self.cancel
+            .run(self.push_graph_now(src, dst, root, graph, jobs, known))
+            .await
+    }
+
+    async fn push_graph_now(
         &self,
         src: &dyn Store,
         dst: &dyn Store,
@@ -332,6 +386,41 @@ impl Copier {
             && report.referrer_tags.is_empty();
         report.seconds += started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// The root and graph in `format`: `None` for the graph when nothing needed converting
+    /// (the root is then the same manifest).
+    async fn convert(
+        &self,
+        src: &dyn Store,
+        root: RawManifest,
+        format: Format,
+        jobs: usize,
+    ) -> Result<(RawManifest, Option<Graph>)> {
+        let graph = collect(src, &root, jobs).await?;
+        let all = graph.manifests.iter().chain(std::iter::once(&root));
+        if all
+            .clone()
+            .all(|m| crate::convert::is_in(&m.media_type, format))
+        {
+            return Ok((root, None));
+        }
+        let mut c = Converter::new(format);
+        let location = src.location();
+        let mut manifests = Vec::with_capacity(graph.manifests.len());
+        for m in &graph.manifests {
+            manifests.push(c.convert(m, &location)?);
+        }
+        let root = c.convert(&root, &location)?;
+        let blobs = graph.blobs;
+        Ok((
+            root,
+            Some(Graph {
+                manifests,
+                blobs,
+                ..Graph::default()
+            }),
+        ))
     }
 
     async fn all_tags_current(

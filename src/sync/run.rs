@@ -425,6 +425,7 @@ impl Syncer {
             platforms: platforms.to_vec(),
             jobs: self.options.jobs.max(1),
             referrers: referrers.clone(),
+            format: None,
         };
         let r = match self.options.dry_run {
             true => self.survey(src.as_ref(), dst.as_ref(), &t, &opts).await,

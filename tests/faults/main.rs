@@ -15,6 +15,8 @@ mod promote_race;
 mod referrers_api;
 mod registry_faults;
 mod registry_retry;
+mod resume_after_kill;
+mod signals;
 mod upload_fault_quirks;
 mod upload_personalities;
 mod upload_resume;

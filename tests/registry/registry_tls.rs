@@ -9,11 +9,11 @@ use ferry::error::Error;
 use ferry::store::registry::{RegistryClient, RegistryOptions};
 use ferry::store::Store;
 
-/// A docker-registry with `http.tls`; killed on drop.
-struct TlsRegistry {
+/// A docker-registry with `http.tls`; killed on drop. `dir/cert.pem` is its certificate.
+pub(crate) struct TlsRegistry {
     child: Child,
-    addr: String,
-    dir: tempfile::TempDir,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
 }
 
 impl Drop for TlsRegistry {
@@ -24,6 +24,11 @@ impl Drop for TlsRegistry {
 }
 
 fn start_tls_registry() -> TlsRegistry {
+    start_tls_registry_with(None)
+}
+
+/// A TLS registry; with `client_ca` (PEM), one that demands client certificates signed by it.
+pub(crate) fn start_tls_registry_with(client_ca: Option<&str>) -> TlsRegistry {
     let bin =
         crate::support::registry::which("docker-registry").expect("docker-registry not installed");
     let ck =
@@ -45,6 +50,12 @@ fn start_tls_registry() -> TlsRegistry {
         cert.display(),
         key.display()
     );
+    let mut yaml = yaml;
+    if let Some(pem) = client_ca {
+        let path = dir.path().join("client-ca.pem");
+        std::fs::write(&path, pem).unwrap();
+        yaml.push_str(&format!("    clientcas:\n      - {}\n", path.display()));
+    }
     std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
     let child = Command::new(bin)
         .arg("serve")
@@ -125,4 +136,50 @@ fn explicit_tls_choices_reach_a_loopback_tls_registry() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = ferry(&["copy", "--dest-tls", "--dest-plain-http", &src, &dst]);
     assert_eq!(o.status.code(), Some(2), "the two choices conflict");
+}
+
+/// Without a choice, a loopback registry is tried over HTTPS first (as docker does for
+/// insecure registries): a TLS registry is reached with only `--ca-file`, an untrusted
+/// certificate is reported as such (not an HTTP 400 from plain HTTP to a TLS port), and a plain
+/// registry is still reached over HTTP.
+#[test]
+fn loopback_registries_are_tried_over_https_first_then_plain_http() {
+    use crate::support::fixtures::{self, ImageSpec};
+    let reg = start_tls_registry();
+    let plain = crate::support::registry::Registry::start();
+    let ca = reg.dir.path().join("cert.pem");
+    let ca = ca.to_str().unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    fixtures::write_layout(layout.path(), "v1", &ImageSpec::oci());
+    let src = format!("oci:{}:v1", layout.path().display());
+    let ferry = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env("DOCKER_CONFIG", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    let tls_dst = format!("{}/tls/app:v1", reg.addr);
+    let o = ferry(&["copy", "-q", "--ca-file", ca, &src, &tls_dst]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ferry(&["digest", "--ca-file", ca, &tls_dst]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let digest = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    // Untrusted: the certificate is the error, not plain HTTP's 400.
+    let o = ferry(&["digest", &tls_dst]);
+    let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    assert!(!err.contains("http 400"), "{err}");
+    // A plain loopback registry: HTTPS fails, plain HTTP is used, same image.
+    let plain_dst = format!("{}/plain/app:v1", plain.addr);
+    let o = ferry(&["copy", "-q", &tls_dst, &plain_dst, "--src-tls-verify=false"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ferry(&["digest", &plain_dst]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), digest);
+    // An explicit --tls to the plain registry has no fallback.
+    let o = ferry(&["digest", "--tls", &plain_dst]);
+    assert_eq!(o.status.code(), Some(1));
 }

@@ -345,6 +345,22 @@ impl FaultServer {
         self.shared.data().uploads.len()
     }
 
+    /// Bytes held by each open upload session, once no request is writing to them (waits for
+    /// a request still being read, e.g. from a client that was just killed).
+    #[allow(dead_code)]
+    pub fn open_upload_sizes(&self) -> Vec<u64> {
+        let sessions: Vec<_> = self.shared.data().uploads.values().cloned().collect();
+        sessions
+            .iter()
+            .map(|s| loop {
+                if let Ok(up) = s.try_lock() {
+                    break up.data.len() as u64;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            })
+            .collect()
+    }
+
     /// Authenticated requests of `kind` so far.
     pub fn count(&self, kind: Kind) -> u64 {
         self.shared.count(kind)

@@ -52,6 +52,11 @@ pub fn plan_reporter(quiet: bool, images: usize, charts: usize) -> Arc<CliReport
     })
 }
 
+/// The running total and one bar per image: the bars take what the terminal has left, so a
+/// line fits in 60 columns.
+const TOTAL_BAR: &str = "{prefix:>9} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec}";
+const IMAGE_BAR: &str = "{prefix:>9} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec}";
+
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .expect("valid template")
@@ -61,11 +66,8 @@ fn style(template: &str) -> ProgressStyle {
 impl Bars {
     fn new(images: usize) -> Bars {
         let multi = crate::cli::progress::bars_target();
-        let total = multi.add(ProgressBar::new(0).with_style(style(
-            "{prefix:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-        )));
-        total.set_prefix("total");
-        total.set_message(format!("0/{images} images"));
+        let total = multi.add(ProgressBar::new(0).with_style(style(TOTAL_BAR)));
+        total.set_prefix(format!("0/{images} images"));
         Bars {
             multi,
             total,
@@ -107,12 +109,9 @@ impl PlanReporter for CliReporter {
             Mode::Lines => Arc::new(Silent),
             Mode::Bars(b) => {
                 let len = b.bytes.lock().unwrap().get(&index).copied().unwrap_or(0);
-                let bar = b.multi.insert_before(
-                    &b.total,
-                    ProgressBar::new(len).with_style(style(
-                        "{prefix:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                    )),
-                );
+                let bar = b
+                    .multi
+                    .insert_before(&b.total, ProgressBar::new(len).with_style(style(IMAGE_BAR)));
                 bar.set_prefix(format!("image {}", index + 1));
                 b.active.lock().unwrap().insert(index, bar.clone());
                 Arc::new(ImageBar {
@@ -152,7 +151,7 @@ impl PlanReporter for CliReporter {
                 b.drop_bar(index);
                 let mut n = b.finished.lock().unwrap();
                 *n += 1;
-                b.total.set_message(format!("{n}/{} images", self.images));
+                b.total.set_prefix(format!("{n}/{} images", self.images));
                 if image.status != ImageStatus::Promoted || self.images > 1 {
                     let _ = b.multi.println(line);
                 }
@@ -200,6 +199,25 @@ impl Reporter for ImageBar {
         if !matches!(outcome, BlobOutcome::Copied(_)) {
             self.bar.inc(size);
             self.total.inc(size);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::progress::testterm::widest;
+
+    #[test]
+    fn promotion_bars_fit_in_60_columns() {
+        for width in [60u16, 80] {
+            for (template, prefix, msg) in [
+                (super::TOTAL_BAR, "128/128 images", ""),
+                (super::IMAGE_BAR, "image 128", ""),
+            ] {
+                let (w, line) = widest(template, prefix, msg, width);
+                assert!(w <= width as usize, "{w} > {width}: {line:?}");
+                assert!(w > 40, "nothing drawn? {line:?}");
+            }
         }
     }
 }

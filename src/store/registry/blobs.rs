@@ -106,11 +106,7 @@ fn body_from(
 
 /// A 206 must start where we asked (`bytes START-END/TOTAL`).
 fn check_range_start(ctx: &Ctx, content_range: Option<&str>, offset: u64) -> Result<()> {
-    let start = content_range
-        .and_then(|v| v.trim().strip_prefix("bytes "))
-        .and_then(|v| v.split('-').next())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match start {
+    match super::transport::headers::content_range_start(content_range) {
         Some(s) if s != offset => Err(ctx.transport_message(format!(
             "asked for bytes from {offset}, the registry sent a range starting at {s}"
         ))),

@@ -22,6 +22,10 @@ mod deletes;
 mod manifests;
 mod repo;
 mod transport;
+
+/// The corpus and settings of the property tests, for the crate's other fuzz module.
+#[cfg(test)]
+pub(crate) use transport::fuzz as fuzz_support;
 mod upload;
 
 use std::path::PathBuf;
@@ -43,6 +47,7 @@ pub use transport::errors::{parse_envelope, redact};
 pub use transport::headers::parse_retry_after;
 pub use transport::retry::{is_retryable, RetryPolicy};
 pub use transport::stats::ClientStats;
+pub use transport::tls::ClientCert;
 pub use upload::{
     UploadProfile, UploadReport, UploadStrategy, Verify, DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_CHUNK_SIZE, DEFAULT_MONOLITHIC_MAX,
@@ -58,11 +63,17 @@ use upload::Uploads;
 pub struct RegistryOptions {
     /// Verify the server's TLS certificate (`false` accepts any certificate).
     pub tls_verify: bool,
-    /// `Some(true)`: plain HTTP; `Some(false)`: HTTPS; `None`: plain HTTP for loopback hosts
-    /// (`localhost`, `127.0.0.0/8`, `[::1]`), HTTPS otherwise.
+    /// `Some(true)`: plain HTTP; `Some(false)`: HTTPS; `None`: HTTPS, but a loopback host
+    /// (`localhost`, `127.0.0.0/8`, `[::1]`) is tried over HTTPS first and reached over plain
+    /// HTTP when it does not speak TLS (as docker treats insecure registries).
     pub plain_http: Option<bool>,
     /// An extra trusted root CA bundle (PEM), besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Docker's `certs.d` directory: `<dir>/<host[:port]>/` may hold CA files (`*.crt`) and a
+    /// client certificate (`client.cert` with `client.key`). `None`: not looked at.
+    pub certs_dir: Option<PathBuf>,
+    /// The TLS client certificate for mutual TLS; wins over one found in `certs_dir`.
+    pub client_cert: Option<ClientCert>,
     pub credentials: Arc<dyn CredentialSource>,
     pub retry: RetryPolicy,
     pub user_agent: String,
@@ -90,6 +101,9 @@ pub struct RegistryOptions {
     /// When the registry says fewer requests than this remain (`RateLimit-Remaining`, Docker
     /// Hub), manifest GETs are paced (see [`DEFAULT_RATE_LIMIT_RESERVE`]); 0 never paces.
     pub rate_limit_reserve: u64,
+    /// A directory for the upload journal: chunked uploads record their session there, so a
+    /// rerun after the process died resumes them (see `upload::journal`). `None`: no journal.
+    pub upload_journal: Option<PathBuf>,
 }
 
 /// Requests kept in hand before pacing manifest GETs.
@@ -101,6 +115,8 @@ impl Default for RegistryOptions {
             tls_verify: true,
             plain_http: None,
             ca_file: None,
+            certs_dir: None,
+            client_cert: None,
             credentials: Arc::new(Anonymous),
             retry: RetryPolicy::default(),
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
@@ -112,6 +128,7 @@ impl Default for RegistryOptions {
             monolithic_max: DEFAULT_MONOLITHIC_MAX,
             verify: Verify::Auto,
             rate_limit_reserve: DEFAULT_RATE_LIMIT_RESERVE,
+            upload_journal: None,
         }
     }
 }
@@ -122,6 +139,8 @@ impl std::fmt::Debug for RegistryOptions {
             .field("tls_verify", &self.tls_verify)
             .field("plain_http", &self.plain_http)
             .field("ca_file", &self.ca_file)
+            .field("certs_dir", &self.certs_dir)
+            .field("client_cert", &self.client_cert)
             .field("retry", &self.retry)
             .field("user_agent", &self.user_agent)
             .field("upload_strategy", &self.upload_strategy)
@@ -130,6 +149,7 @@ impl std::fmt::Debug for RegistryOptions {
             .field("monolithic_max", &self.monolithic_max)
             .field("verify", &self.verify)
             .field("rate_limit_reserve", &self.rate_limit_reserve)
+            .field("upload_journal", &self.upload_journal)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +175,8 @@ impl RegistryClient {
             tls_verify: opts.tls_verify,
             plain_http: opts.plain_http,
             ca_file: opts.ca_file.clone(),
+            certs_dir: opts.certs_dir.clone(),
+            client_cert: opts.client_cert.clone(),
             credentials: opts.credentials.clone(),
             retry: opts.retry.clone(),
             user_agent: opts.user_agent.clone(),
@@ -171,7 +193,13 @@ impl RegistryClient {
         };
         Ok(RegistryClient {
             transport: Arc::new(Transport::new(&registry, &cfg)?),
-            uploads: Arc::new(Uploads::new(settings, api_host)),
+            uploads: Arc::new(Uploads {
+                journal: opts
+                    .upload_journal
+                    .clone()
+                    .map(upload::journal::Journal::new),
+                ..Uploads::new(settings, api_host)
+            }),
             tag_query: Default::default(),
             referrers: Default::default(),
         })

@@ -60,8 +60,15 @@ pub fn parse_range(v: Option<&str>) -> u64 {
         .and_then(|e| e.trim().parse::<u64>().ok());
     match end {
         Some(0) | None => 0,
-        Some(e) => e + 1,
+        Some(e) => e.saturating_add(1),
     }
+}
+
+/// The first byte of a `Content-Range: bytes START-END/TOTAL` (a 206's), when readable.
+pub fn content_range_start(v: Option<&str>) -> Option<u64> {
+    v.and_then(|v| v.trim().strip_prefix("bytes "))
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// The `rel="next"` target of a `Link` header, resolved against the current page.

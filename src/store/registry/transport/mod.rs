@@ -15,11 +15,14 @@
 pub mod auth;
 pub mod challenge;
 pub mod errors;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod headers;
 pub mod http;
 pub mod ratelimit;
 pub mod retry;
 pub mod stats;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,9 +49,14 @@ const MAX_REDIRECTS: usize = 10;
 #[derive(Clone)]
 pub struct TransportConfig {
     pub tls_verify: bool,
-    /// `Some(true)`: plain HTTP; `Some(false)`: HTTPS; `None`: plain HTTP for loopback hosts.
+    /// `Some(true)`: plain HTTP; `Some(false)`: HTTPS; `None`: HTTPS, except that a loopback
+    /// host that does not speak TLS is reached over plain HTTP (see [`http::probe_scheme`]).
     pub plain_http: Option<bool>,
     pub ca_file: Option<PathBuf>,
+    /// Docker's `certs.d` directory (`<dir>/<host>/{ca.crt,client.cert,client.key}`).
+    pub certs_dir: Option<PathBuf>,
+    /// The client certificate for mutual TLS (wins over one in `certs_dir`).
+    pub client_cert: Option<tls::ClientCert>,
     pub credentials: Arc<dyn CredentialSource>,
     pub retry: RetryPolicy,
     pub user_agent: String,
@@ -108,7 +116,13 @@ pub struct Transport {
     name: String,
     /// Where API requests go (`https://registry-1.docker.io`).
     base: Url,
+    /// Loopback without an explicit choice: the origin found by trying HTTPS first, once.
+    probed: Option<tokio::sync::OnceCell<Url>>,
     http: reqwest::Client,
+    /// The configuration, for the diagnostic client of [`Transport::explain_tls`].
+    config: TransportConfig,
+    /// Whether a TLS client certificate is configured (for the hint on a refused handshake).
+    has_client_cert: bool,
     retry: RetryPolicy,
     auth: Authenticator,
     stats: Counters,
@@ -120,10 +134,9 @@ impl Transport {
     /// A transport for `registry`: requests to its API host, credentials by its key.
     pub fn new(registry: &Registry, cfg: &TransportConfig) -> Result<Transport> {
         let (name, api_host) = (registry.name(), registry.api_host());
-        let plain = cfg
-            .plain_http
-            .unwrap_or_else(|| http::is_loopback(api_host));
+        let plain = cfg.plain_http.unwrap_or(false);
         let scheme = if plain { "http" } else { "https" };
+        let probe = cfg.plain_http.is_none() && http::is_loopback(api_host);
         let base = Url::parse(&format!("{scheme}://{api_host}/"))
             .ok()
             .filter(|u| u.host_str().is_some() && u.path() == "/")
@@ -134,7 +147,14 @@ impl Transport {
         Ok(Transport {
             name: name.to_string(),
             base,
-            http: http::build(cfg)?,
+            probed: probe.then(tokio::sync::OnceCell::new),
+            has_client_cert: cfg.client_cert.is_some()
+                || cfg
+                    .certs_dir
+                    .as_ref()
+                    .is_some_and(|d| tls::has_client_pair(&d.join(name))),
+            http: http::build(cfg, name)?,
+            config: cfg.clone(),
             retry: cfg.retry.clone(),
             auth: Authenticator::new(registry.credential_key(), cfg.credentials.clone()),
             stats: Counters::default(),
@@ -148,8 +168,38 @@ impl Transport {
         &self.name
     }
 
+    /// The registry's origin: for a loopback host without an explicit choice, HTTPS until the
+    /// first request found that it speaks only plain HTTP.
     pub fn base(&self) -> &Url {
-        &self.base
+        self.probed
+            .as_ref()
+            .and_then(|p| p.get())
+            .unwrap_or(&self.base)
+    }
+
+    /// `url` on the origin the probe found, when it names the registry's host and port under
+    /// the scheme assumed before the probe (URLs built before the first request).
+    async fn on_origin(&self, url: &Url) -> Url {
+        let Some(probed) = &self.probed else {
+            return url.clone();
+        };
+        let origin = probed
+            .get_or_init(|| {
+                let tls12 = || http::build_tls12(&self.config, &self.name);
+                http::probe_scheme(&self.http, tls12, &self.name, &self.base)
+            })
+            .await;
+        let mut url = url.clone();
+        if url.scheme() != origin.scheme()
+            && url.host_str() == origin.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+        {
+            let port = url.port_or_known_default();
+            let _ = url.set_scheme(origin.scheme());
+            // Kept explicit (a loopback registry on :443 stays there over HTTP).
+            let _ = url.set_port(port);
+        }
+        url
     }
 
     pub fn policy(&self) -> &RetryPolicy {
@@ -162,16 +212,17 @@ impl Transport {
 
     /// `/v2/<path>` on the registry.
     pub fn url(&self, path: &str) -> Url {
-        let mut u = self.base.clone();
+        let mut u = self.base().clone();
         u.set_path(&format!("/v2/{path}"));
         u
     }
 
     /// Whether `url` is on the registry's own scheme, host and port.
     pub fn same_origin(&self, url: &Url) -> bool {
-        url.scheme() == self.base.scheme()
-            && url.host_str() == self.base.host_str()
-            && url.port_or_known_default() == self.base.port_or_known_default()
+        let base = self.base();
+        url.scheme() == base.scheme()
+            && url.host_str() == base.host_str()
+            && url.port_or_known_default() == base.port_or_known_default()
     }
 
     pub fn subject<'a>(&'a self, ctx: &'a Ctx) -> Subject<'a> {
@@ -225,7 +276,7 @@ impl Transport {
                     .await;
                 Ok(())
             }
-            _ => Err(budget.give_up(f)),
+            _ => Err(self.explain_tls(budget.give_up(f)).await),
         }
     }
 
@@ -281,6 +332,7 @@ impl Transport {
         kind: Kind,
         accept: &[u16],
     ) -> std::result::Result<Response, Failure> {
+        let url = &self.on_origin(url).await;
         let auth = self.auth_for(url, scopes).await?;
         let sent = auth.is_some();
         let mut b = self.http.request(method, url.clone()).headers(headers);
@@ -288,7 +340,11 @@ impl Transport {
             b = b.header(AUTHORIZATION, a);
         }
         self.stats.request(kind);
-        let resp = b.body(body).send().await.map_err(|e| ctx.transport(e))?;
+        let resp = b
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.hinted(ctx.transport(e)))?;
         if resp.status() == 401 && self.same_origin(url) {
             if let Retry::With(_) = self.auth.on_unauthorized(resp.headers(), scopes, sent) {
                 return Err(Failure::reauthenticate(ctx.registry_error(
@@ -327,7 +383,7 @@ impl Transport {
         ctx: &Ctx,
         req: &Req,
     ) -> std::result::Result<(Response, bool), Failure> {
-        let mut url = req.url.clone();
+        let mut url = self.on_origin(&req.url).await;
         let mut scopes = req.scopes.clone();
         let mut reauthenticated = false;
         let mut hops = 0;
@@ -389,7 +445,7 @@ impl Transport {
             self.pace(ctx).await;
         }
         self.stats.request(req.kind);
-        let resp = b.send().await.map_err(|e| ctx.transport(e))?;
+        let resp = b.send().await.map_err(|e| self.hinted(ctx.transport(e)))?;
         if let Some(n) = self.gate.observe(resp.headers()) {
             self.stats.set_rate_limit_remaining(n);
         }
@@ -433,6 +489,6 @@ impl Transport {
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Transport({})", self.base)
+        write!(f, "Transport({})", self.base())
     }
 }

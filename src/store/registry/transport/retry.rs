@@ -83,7 +83,8 @@ pub fn refusal_status(status: u16) -> bool {
 pub fn is_retryable(e: &Error) -> bool {
     match e {
         Error::Registry { status, .. } => retryable_status(*status),
-        Error::Transport { .. } => true,
+        // A TLS refusal over a certificate gets the same answer every time.
+        Error::Transport { message, .. } => !super::tls::is_refusal(message),
         _ => false,
     }
 }

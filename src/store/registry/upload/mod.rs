@@ -65,6 +65,7 @@
 //! - a refusal (400, 405, 413, ...) **falls back** to the next strategy and is remembered.
 
 mod feed;
+pub mod journal;
 mod monolithic;
 mod mount;
 mod plan;
@@ -117,6 +118,8 @@ pub struct UploadReport {
 pub struct Uploads {
     pub settings: UploadSettings,
     pub profile: std::sync::Mutex<UploadProfile>,
+    /// Where chunked uploads record their sessions, so a rerun after a crash resumes them.
+    pub journal: Option<journal::Journal>,
 }
 
 impl Uploads {
@@ -124,6 +127,7 @@ impl Uploads {
         Uploads {
             settings,
             profile: std::sync::Mutex::new(UploadProfile::for_host(api_host)),
+            journal: None,
         }
     }
 }
@@ -141,6 +145,11 @@ pub(super) struct Upload<'a> {
     pub sent: Arc<AtomicU64>,
     /// The one retry budget of this blob, across strategies, resumes and restarts.
     pub budget: Budget,
+    /// This blob's journal entry (chunked uploads with a journal): recorded after every
+    /// acknowledged chunk, removed when the upload ends here.
+    pub journal: Option<journal::Claim>,
+    /// The carried session is one a previous process left: when asking it fails, start anew.
+    pub from_journal: bool,
 }
 
 /// Why a strategy ended without storing the blob.
@@ -223,6 +232,8 @@ pub(super) async fn upload(
         report: UploadReport::default(),
         sent: Arc::default(),
         budget: Budget::new(repo.transport().policy()),
+        journal: None,
+        from_journal: false,
     };
     let mut plan = up.profile().plan(desc.size, &settings);
     if plan.is_empty() {
@@ -235,6 +246,15 @@ pub(super) async fn upload(
     }
     let mut refusal = None;
     let mut carried: Option<Option<Box<session::Session>>> = None;
+    if let (Some(j), Some(UploadStrategy::Chunked)) = (&uploads.journal, plan.first()) {
+        up.journal = j.claim(up.ctx.registry.as_str(), repo.name(), desc);
+        if let Some((url, offset)) = up.journal.as_ref().and_then(|c| c.saved()) {
+            tracing::info!(registry = %up.ctx.registry, digest = %desc.digest, acknowledged = offset,
+                "a previous run left this upload unfinished; asking the registry where it stands");
+            carried = Some(Some(Box::new(session::Session::resume(repo, &up.ctx, url))));
+            up.from_journal = true;
+        }
+    }
     let mut i = 0;
     while i < plan.len() {
         let strategy = plan[i];

@@ -50,7 +50,18 @@ pub(super) async fn upload(
         Some(Some(mut s)) => match s.status().await {
             Ok(Some(at)) if at <= up.desc.size => (*s, Some(at)),
             Ok(_) => {
+                if up.from_journal {
+                    tracing::info!(registry = %up.ctx.registry, digest = %up.desc.digest,
+                        "the registry no longer has the session a previous run left (some drop a session after a partial write); sending the blob again");
+                }
                 s.close();
+                up.restarted();
+                (open(up).await?, None)
+            }
+            Err(e) if up.from_journal => {
+                tracing::debug!(registry = %up.ctx.registry, error = %e,
+                    "the session a previous run left cannot be asked; starting anew");
+                s.cancel().await;
                 up.restarted();
                 (open(up).await?, None)
             }
@@ -190,6 +201,9 @@ impl<'a> Run<'_, 'a> {
         self.snapshot = feed.hasher().clone();
         self.feed = Some(feed);
         self.up.report.patches += 1;
+        if let Some(j) = &mut self.up.journal {
+            j.record(&self.session.url, self.confirmed);
+        }
         let said = parse_range(range);
         if range.is_some() && said != self.confirmed {
             tracing::debug!(registry = %self.up.ctx.registry, digest = %self.up.desc.digest,

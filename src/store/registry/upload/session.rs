@@ -88,6 +88,16 @@ impl Session {
         Ok(Posted::Session(Box::new(session)))
     }
 
+    /// A session opened by an earlier process (its `Location` from the upload journal).
+    pub fn resume(repo: &Repo, ctx: &Ctx, url: Url) -> Session {
+        Session {
+            repo: repo.clone(),
+            ctx: ctx.clone(),
+            url,
+            open: true,
+        }
+    }
+
     fn at(repo: &Repo, ctx: &Ctx, base: &Url, headers: &HeaderMap) -> Result<Session> {
         let url = location(base, headers).ok_or_else(|| Error::BadAnswer {
             op: ctx.op,
@@ -205,10 +215,9 @@ impl Drop for Session {
         if !self.open {
             return;
         }
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let (repo, ctx, url) = (self.repo.clone(), self.ctx.clone(), self.url.clone());
-            rt.spawn(async move { cancel(&repo, &ctx, &url).await });
-        }
+        // Tracked: an interrupted run waits for this DELETE before the process exits.
+        let (repo, ctx, url) = (self.repo.clone(), self.ctx.clone(), self.url.clone());
+        crate::cancel::spawn_cleanup(async move { cancel(&repo, &ctx, &url).await });
     }
 }
 
