@@ -5,7 +5,6 @@
 # the registry writes an access log (one line per request) to $WORK/NAME/registry.log.
 start_registry() {
   local name=$1 access=true port dir
-  access=${FERRY_REGISTRY_NO_ACCESSLOG:-true}
   [ "${2:-}" = log ] && access=false
   dir="$WORK/$name"
   mkdir -p "$dir/storage"

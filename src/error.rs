@@ -360,6 +360,16 @@ fn fmt_attempts(attempts: u32) -> String {
 
 impl Error {
     /// The HTTP status, when this is a registry answer.
+    /// Several independent failures as one result: `Ok` when there are none, the error itself
+    /// when there is one, [`Error::Many`] otherwise.
+    pub fn all(mut errors: Vec<Error>) -> Result<(), Error> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.pop().expect("one error")),
+            _ => Err(Error::Many(errors)),
+        }
+    }
+
     /// Whether the registry's error envelope carries `code` (e.g. [`DIGEST_INVALID`]).
     pub fn has_code(&self, code: &str) -> bool {
         match self.root() {

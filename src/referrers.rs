@@ -45,6 +45,13 @@ struct Probe {
 }
 
 impl Referrer {
+    /// `m`'s entry when `m` refers to `subject` and has one of `types` (any, when empty): how
+    /// a store without the referrers API finds referrers among the manifests it holds.
+    pub fn of_subject(m: &RawManifest, subject: &Digest, types: &[String]) -> Option<Referrer> {
+        let refers = m.subject().is_some_and(|s| &s.digest == subject);
+        refers.then(|| Referrer::of(m)).filter(|r| wanted(types, r))
+    }
+
     /// The entry a referrers list holds for `m`, as the distribution spec asks: its
     /// `artifactType`, else its config's media type; its annotations copied.
     pub fn of(m: &RawManifest) -> Referrer {

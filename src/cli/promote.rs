@@ -242,12 +242,8 @@ pub async fn execute_in(
     } else if !guard.quiet {
         output::print(&report);
     }
-    let mut errors = report.take_errors();
-    match errors.len() {
-        0 => write_digestfile(guard, &report),
-        1 => Err(errors.remove(0)),
-        _ => Err(Error::Many(errors)),
-    }
+    Error::all(report.take_errors())?;
+    write_digestfile(guard, &report)
 }
 
 /// `--digestfile`: the digest of the one image promoted (nothing on a dry run).

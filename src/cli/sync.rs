@@ -181,12 +181,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     } else if !args.quiet {
         output::print(&report);
     }
-    let mut errors = report.take_errors();
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(Error::Many(errors)),
-    }
+    Error::all(report.take_errors())
 }
 
 /// `--shard K/N`, `--shard auto` (JOB_COMPLETION_INDEX and --shard-count), or everything.

@@ -184,14 +184,7 @@ impl LocationCache {
                 seen,
             })
             .collect();
-        entries.sort_by(|a, b| {
-            (b.seen, &a.registry, &a.repository, a.digest.to_string()).cmp(&(
-                a.seen,
-                &b.registry,
-                &b.repository,
-                b.digest.to_string(),
-            ))
-        });
+        entries.sort_by_key(|e| std::cmp::Reverse(e.seen));
         entries.truncate(MAX_ENTRIES);
         let body = serde_json::to_vec(&Contents {
             version: VERSION,

@@ -291,8 +291,7 @@ impl Copier {
         graph: &Graph,
         jobs: usize,
     ) -> Result<Pushed> {
-        self.cancel
-            .run(self.push_graph_now(src, dst, root, graph, jobs, RootKnown::Unknown))
+        self.push_graph_with(src, dst, root, graph, jobs, RootKnown::Unknown)
             .await
     }
 
@@ -340,11 +339,7 @@ impl Copier {
                 Err(e) => errors.push(e),
             }
         }
-        match errors.len() {
-            0 => {}
-            1 => return Err(errors.pop().expect("one error")),
-            _ => return Err(Error::Many(errors)),
-        }
+        Error::all(errors)?;
         // The root, then the referrers in order (a referrer after its subject).
         let mut absent = root_absent;
         for m in std::iter::once(root).chain(&graph.referrers) {
@@ -469,11 +464,7 @@ impl Copier {
                 Err(e) => errors.push(e),
             }
         }
-        match errors.len() {
-            0 => Ok(counts),
-            1 => Err(errors.pop().unwrap()),
-            _ => Err(Error::Many(errors)),
-        }
+        Error::all(errors).map(|()| counts)
     }
 
     /// Pushes a manifest by digest unless present (asked first unless `absent` says the caller

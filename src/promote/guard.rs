@@ -139,7 +139,7 @@ pub(super) async fn verify_written(
         dst.resolve(&target).await
     });
     let now = try_join_all(lookups).await?;
-    let mut errors: Vec<Error> = tags
+    let errors: Vec<Error> = tags
         .iter()
         .zip(now)
         .map(|(tag, cur)| (tag, cur.map(|d| d.digest)))
@@ -153,11 +153,7 @@ pub(super) async fn verify_written(
             })
         })
         .collect();
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.pop().expect("one error")),
-        _ => Err(Error::Many(errors)),
-    }
+    Error::all(errors)
 }
 
 #[cfg(test)]

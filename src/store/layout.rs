@@ -348,12 +348,7 @@ impl Store for LayoutStore {
             else {
                 continue;
             };
-            if m.subject().is_some_and(|s| &s.digest == subject) {
-                let r = Referrer::of(&m);
-                if crate::referrers::wanted(types, &r) {
-                    out.push(r);
-                }
-            }
+            out.extend(Referrer::of_subject(&m, subject, types));
         }
         Ok(out)
     }

@@ -162,9 +162,7 @@ impl Store for MemoryStore {
         let mut out: Vec<_> = c
             .manifests
             .values()
-            .filter(|m| m.subject().is_some_and(|s| &s.digest == subject))
-            .map(crate::referrers::Referrer::of)
-            .filter(|r| crate::referrers::wanted(types, r))
+            .filter_map(|m| crate::referrers::Referrer::of_subject(m, subject, types))
             .collect();
         out.sort_by_key(|a| a.digest.to_string());
         Ok(out)

@@ -484,18 +484,8 @@ impl Syncer {
             // The copy engine's own check is as cheap: nothing to save.
             return Ok(None);
         }
-        let source = src.get_manifest(t).await?;
-        let source_digest = source.digest.clone();
-        let (root, _) = select_platforms(src, source, &opts.platforms).await?;
-        let at = match t {
-            Target::Tag(_) => t.clone(),
-            Target::Digest(_) => Target::Digest(root.digest.clone()),
-        };
-        let current = dst
-            .resolve(&at)
-            .await?
-            .is_some_and(|d| d.digest == root.digest);
-        Ok(current.then_some((source_digest, root.digest)))
+        let (_, ids, current) = selection(src, dst, t, opts).await?;
+        Ok(current.then_some(ids))
     }
 
     /// Dry run with platform selection: what the copy engine would do, read-only.
@@ -506,19 +496,8 @@ impl Syncer {
         t: &Target,
         opts: &CopyOptions,
     ) -> Result<(TagAction, (Digest, Digest), BlobSummary)> {
-        let source = src.get_manifest(t).await?;
-        let source_digest = source.digest.clone();
-        let (root, _) = select_platforms(src, source, &opts.platforms).await?;
-        let at = match t {
-            Target::Tag(_) => t.clone(),
-            Target::Digest(_) => Target::Digest(root.digest.clone()),
-        };
-        let ids = (source_digest, root.digest.clone());
-        if dst
-            .resolve(&at)
-            .await?
-            .is_some_and(|d| d.digest == root.digest)
-        {
+        let (root, ids, current) = selection(src, dst, t, opts).await?;
+        if current {
             return Ok((TagAction::Skipped, ids, BlobSummary::default()));
         }
         let graph = collect(src, &root, opts.jobs).await?;
@@ -564,4 +543,27 @@ fn one_image(
             ..TagReport::new(name, action)
         })
         .collect()
+}
+
+/// A platform selection of `t`: its root manifest, the (source, selection) digests, and whether
+/// the destination already holds the selection under `t`.
+async fn selection(
+    src: &dyn Store,
+    dst: &dyn Store,
+    t: &Target,
+    opts: &CopyOptions,
+) -> Result<(crate::manifest::RawManifest, (Digest, Digest), bool)> {
+    let source = src.get_manifest(t).await?;
+    let source_digest = source.digest.clone();
+    let (root, _) = select_platforms(src, source, &opts.platforms).await?;
+    let at = match t {
+        Target::Tag(_) => t.clone(),
+        Target::Digest(_) => Target::Digest(root.digest.clone()),
+    };
+    let current = dst
+        .resolve(&at)
+        .await?
+        .is_some_and(|d| d.digest == root.digest);
+    let ids = (source_digest, root.digest.clone());
+    Ok((root, ids, current))
 }

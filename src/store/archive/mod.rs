@@ -335,12 +335,7 @@ impl Store for ArchiveStore {
                 continue;
             }
             let m = view.get_manifest(idx, &Target::Digest(d.clone()), self.location())?;
-            if m.subject().is_some_and(|s| &s.digest == subject) {
-                let r = crate::referrers::Referrer::of(&m);
-                if crate::referrers::wanted(types, &r) {
-                    out.push(r);
-                }
-            }
+            out.extend(crate::referrers::Referrer::of_subject(&m, subject, types));
         }
         Ok(out)
     }
