@@ -39,9 +39,13 @@ Archives: a source archive is indexed in one pass over its tar headers, every en
 (no links leaving the archive, devices, `..` or absolute names), and read in place: each
 manifest and blob is verified against its digest as it is read. FILE `-` is standard input; it,
 and a gzip/zstd-wrapped archive, are spooled (decompressed) to a temp file under $TMPDIR
-first, since a tar cannot be read out of order from a pipe. A destination archive is built in
-a spool under $TMPDIR (keeping the images an oci-archive FILE already holds) and written
-(temp file + rename, or standard output for `-`) only when the copy succeeded.
+first, since a tar cannot be read out of order from a pipe. A destination oci-archive is
+written in place: each blob streams into its slot of a temp file beside FILE (images FILE
+already holds are kept), index.json goes last, and the file is renamed over FILE only when the
+copy succeeded; for `-` that temp file is under $TMPDIR and copied to standard output at the
+end (a pipe cannot be written out of order). A docker-archive is built in a spool under
+$TMPDIR (its layers are decompressed, so their sizes are unknown until then) and written the
+same way.
 
 Digests: oci-archive keeps every digest. A docker-archive holds uncompressed layers: into a
 registry they are compressed (--dest-compress, gzip by default), so layer and manifest digests

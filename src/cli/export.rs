@@ -31,7 +31,8 @@ oci-archive or layout; registry/team/api:1.4 in a docker-archive's RepoTags), ev
 by default, each blob once however many images share it. An existing layout or oci-archive
 keeps what it holds: blobs already present (verified when they were written) are not copied
 again. An oci-archive or docker-archive is written (temp file + rename) only when every image
-was exported; `-` writes it to standard output (the report then goes to stderr). A
+was exported; `-` writes it to standard output (the report then goes to stderr; the tar is
+first written to a temp file under $TMPDIR, as blobs arrive out of order). A
 docker-archive holds one platform per image (the host's, or --platform) and uncompressed
 layers. --from-file reads one reference per line (# comments and blank lines skipped); --plan
 takes the source image of each entry of a promotion plan.";

@@ -322,8 +322,8 @@ impl Stores {
         Ok((store, target))
     }
 
-    /// An `oci-archive:` file: extracted to a spool to read; a spool packed by
-    /// [`Stores::finish`] to write. `FILE` alone, as a source, is its only image.
+    /// An `oci-archive:` file: read in place; written by [`Stores::finish`] (blobs stream
+    /// into it as they are copied). `FILE` alone, as a source, is its only image.
     fn open_archive(
         &self,
         l: &LayoutRef,

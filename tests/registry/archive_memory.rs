@@ -55,6 +55,17 @@ fn archives_of_large_layers_keep_memory_bounded() {
             ],
         ),
         (
+            // The archive exists: its 96 MiB blobs are kept (copied into the new tar, each
+            // verified), and the second tag is added beside the first.
+            "add a tag to the oci-archive",
+            vec![
+                "copy".into(),
+                "-q".into(),
+                format!("oci:{}:v1", s(&src)),
+                format!("oci-archive:{}:v2", s(&oa)),
+            ],
+        ),
+        (
             "import oci-archive",
             vec![
                 "import".into(),
@@ -88,8 +99,22 @@ fn archives_of_large_layers_keep_memory_bounded() {
         let kib = peak_kib(&tmp, &args);
         assert!(kib < LIMIT_KIB, "{what}: peak RSS {} MiB", kib / 1024);
     }
-    assert_eq!(
-        fixtures::inspect_digest(&format!("docker://{}/mem:v1", reg.addr)),
-        built.digest
-    );
+    for tag in ["v1", "v2"] {
+        assert_eq!(
+            fixtures::inspect_digest(&format!("oci-archive:{}:{tag}", s(&oa))),
+            built.digest
+        );
+        assert_eq!(
+            fixtures::inspect_digest(&format!("docker://{}/mem:{tag}", reg.addr)),
+            built.digest
+        );
+    }
+    // Nothing is left beside the archives or in the temp dir.
+    let left: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }

@@ -5,10 +5,15 @@
 //! manifests and blobs by offset, each verified against its digest (a blob while it streams,
 //! its last chunk held back until the hash matches). Only a compressed wrapper or standard
 //! input forces a spool: the decompressed tar is copied to a temp file under `$TMPDIR` in the
-//! same pass. Writing copies into a spool layout (seeded from `FILE` when it exists, so images
-//! accumulate as in a layout directory) and `commit` packs it into `FILE` by temp file and
-//! rename (or onto standard output for `-`): without a commit (a failed copy) `FILE` is
-//! untouched. Spools are removed when the store is dropped.
+//! same pass. Writing an oci-archive streams each blob straight into its place in the tar
+//! ([`sink`]: a temp file beside `FILE`, each blob's slot sized from its descriptor, filled by
+//! position while blobs arrive in parallel); manifests and `index.json` are kept in a small
+//! spool layout (seeded from `FILE` when it exists, so images accumulate as in a layout
+//! directory) and `commit` appends them, the index last, then renames the temp file over
+//! `FILE` (or copies it to standard output for `-`): without a commit (a failed copy) `FILE`
+//! is untouched. A docker-archive is still packed from a spool layout, since its layers are
+//! stored uncompressed and their sizes are not known until they are decompressed. Spools and
+//! temp files are removed when the store is dropped.
 
 pub mod compress;
 pub mod docker;
@@ -16,6 +21,7 @@ mod docker_pack;
 mod docker_write;
 mod oci;
 mod pack;
+mod sink;
 mod stream;
 mod tarindex;
 mod wrapper;
@@ -75,8 +81,11 @@ enum Mode {
         view: OciView,
     },
     Write {
+        /// Manifests and `index.json` (and an existing archive's small blobs).
         inner: LayoutStore,
         spool: tempfile::TempDir,
+        /// Blobs, streamed into the tar itself; `None` once committed.
+        sink: std::sync::Mutex<Option<std::sync::Arc<sink::TarSink>>>,
     },
 }
 
@@ -112,16 +121,38 @@ impl ArchiveStore {
     /// was copied in.
     pub fn create(file: &Path) -> Result<Self> {
         let spool = new_spool(file)?;
+        let sink = sink::TarSink::create(file)?;
         if file.as_os_str() != "-" && file.exists() {
             let idx = TarIndex::open(file, &METAS)?;
             OciView::open(&idx)?;
-            seed(&idx, spool.path())?;
+            seed(&idx, spool.path(), &sink)?;
         }
         let inner = LayoutStore::create(spool.path())?;
         Ok(ArchiveStore {
             file: file.to_path_buf(),
-            mode: Mode::Write { inner, spool },
+            mode: Mode::Write {
+                inner,
+                spool,
+                sink: std::sync::Mutex::new(Some(std::sync::Arc::new(sink))),
+            },
         })
+    }
+
+    /// The sink of a store being written, or an error once it was committed.
+    fn sink(&self) -> Result<std::sync::Arc<sink::TarSink>> {
+        let Mode::Write { sink, .. } = &self.mode else {
+            return Err(self.read_only(Op::WriteLayout, "sink"));
+        };
+        let guard = sink.lock().unwrap();
+        match guard.as_ref() {
+            Some(s) => Ok(s.clone()),
+            None => Err(unsupported(
+                self,
+                Op::WriteLayout,
+                "blob",
+                "the archive was written already",
+            )),
+        }
     }
 
     /// The archive file.
@@ -143,14 +174,29 @@ impl ArchiveStore {
         }
     }
 
-    /// Writes the archive file from the spool (temp file beside it, then rename; or standard
-    /// output). Only a store opened with [`ArchiveStore::create`] writes.
+    /// Finishes the archive: the spool's manifests and `index.json` go after the blobs, then
+    /// the temp file is renamed over `FILE` (or copied to standard output). Only a store
+    /// opened with [`ArchiveStore::create`] writes, once.
     pub async fn commit(&self) -> Result<()> {
-        let Mode::Write { spool, .. } = &self.mode else {
+        let Mode::Write { spool, sink, .. } = &self.mode else {
             return Err(self.read_only(Op::WriteLayout, "commit"));
         };
-        let (layout, file) = (spool.path().to_path_buf(), self.file.clone());
-        tokio::task::spawn_blocking(move || pack::pack(&layout, &file))
+        let taken = sink.lock().unwrap().take();
+        let Some(sink) = taken.and_then(std::sync::Arc::into_inner) else {
+            return Err(unsupported(
+                self,
+                Op::WriteLayout,
+                "commit",
+                "the archive was written already, or a blob is still being written",
+            ));
+        };
+        let layout = spool.path().to_path_buf();
+        let index = std::fs::read(layout.join("index.json")).map_err(|e| Error::Output {
+            path: self.file.clone(),
+            reason: format!("cannot read the spool's index.json: {e}"),
+        })?;
+        let blobs = layout.join("blobs").join("sha256");
+        tokio::task::spawn_blocking(move || sink.finish(&blobs, &index))
             .await
             .map_err(|e| Error::Output {
                 path: self.file.clone(),
@@ -188,8 +234,10 @@ impl ArchiveStore {
     }
 }
 
-/// Copies an existing archive's layout into the spool `dir` (each blob verified).
-fn seed(idx: &TarIndex, dir: &Path) -> Result<()> {
+/// Keeps an existing archive's images: `index.json` and blobs that may be manifests (up to
+/// the manifest size cap) go into the spool `dir`, larger blobs straight into the new tar;
+/// each blob verified.
+fn seed(idx: &TarIndex, dir: &Path, sink: &sink::TarSink) -> Result<()> {
     let werr = |p: &Path, e: std::io::Error| Error::Layout {
         op: Op::WriteLayout,
         path: p.to_path_buf(),
@@ -209,8 +257,30 @@ fn seed(idx: &TarIndex, dir: &Path) -> Result<()> {
     for name in names {
         let hex = &name["blobs/sha256/".len()..];
         let loc = idx.get(&name).expect("listed");
-        let to = blobs.join(hex);
         let mut r = idx.reader(&name, loc)?;
+        if loc.size > crate::manifest::MAX_MANIFEST_BYTES as u64 {
+            let digest: Digest = format!("sha256:{hex}")
+                .parse()
+                .map_err(|_| refused(&idx.shown, Some(&name), "not named after a digest"))?;
+            let desc = Descriptor {
+                media_type: String::new(),
+                digest,
+                size: loc.size,
+                platform: None,
+            };
+            sink.put_sync(&desc, r).map_err(|e| match e {
+                Error::DigestMismatch { actual, .. } => refused(
+                    &idx.shown,
+                    Some(&name),
+                    format!(
+                        "the bytes hash to {actual}, not to the digest the entry is named after"
+                    ),
+                ),
+                e => e,
+            })?;
+            continue;
+        }
+        let to = blobs.join(hex);
         let mut out =
             std::io::BufWriter::new(std::fs::File::create(&to).map_err(|e| werr(&to, e))?);
         let mut h = crate::digest::DigestHasher::new();
@@ -278,23 +348,29 @@ impl Store for ArchiveStore {
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
         match &self.mode {
             Mode::Read { idx, view } => Ok(view.has_blob(idx, desc)),
-            Mode::Write { inner, .. } => inner.has_blob(desc).await,
+            Mode::Write { inner, .. } => Ok(self.sink()?.has(desc) || inner.has_blob(desc).await?),
         }
     }
 
     async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
         match &self.mode {
             Mode::Read { idx, view } => view.open_blob(idx, desc, offset, self.location()),
-            Mode::Write { inner, .. } => inner
-                .open_blob(desc, offset)
-                .await
-                .map_err(|e| self.ours(e)),
+            Mode::Write { inner, .. } => match self.sink()?.open(desc, offset) {
+                Some(stream) => Ok(stream),
+                None => inner
+                    .open_blob(desc, offset)
+                    .await
+                    .map_err(|e| self.ours(e)),
+            },
         }
     }
 
     async fn put_blob(&self, desc: &Descriptor, source: &dyn BlobSource) -> Result<u64> {
         match &self.mode {
-            Mode::Write { inner, .. } => inner.put_blob(desc, source).await,
+            Mode::Write { .. } => {
+                let sink = self.sink()?;
+                sink.put(desc, source.open(0).await?).await
+            }
             Mode::Read { .. } => Err(self.read_only(Op::UploadBlob, &desc.digest.to_string())),
         }
     }

@@ -1,8 +1,7 @@
-//! Writing an `oci-archive:` file from a finished layout: a deterministic tar (`oci-layout`,
-//! `blobs/`, `blobs/sha256/`, each blob in name order, then `index.json` last; mode 0644/0755,
-//! owner 0, mtime 0) written to a temp file beside the destination, fsynced, then renamed over it, so
-//! the file is the old one or the complete new one, never half of either. `-` writes the tar
-//! to standard output instead.
+//! The output side of archive writers: deterministic tar headers (mode 0644/0755, owner 0,
+//! mtime 0), and a tar written to a temp file beside the destination, fsynced, then renamed
+//! over it, so the file is the old one or the complete new one, never half of either (`-`
+//! writes to standard output instead).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -84,34 +83,6 @@ pub(super) fn finish_output(
     Ok(())
 }
 
-/// Writes the layout at `layout` as the tar `file` (replaced atomically), or to stdout (`-`).
-pub(super) fn pack(layout: &Path, file: &Path) -> Result<()> {
-    let (mut tar, tmp) = open_output(file)?;
-    append_file(&mut tar, &layout.join("oci-layout"), "oci-layout", file)?;
-    let blobs = layout.join("blobs").join("sha256");
-    for d in ["blobs/", "blobs/sha256/"] {
-        append_dir(&mut tar, d, file)?;
-    }
-    let mut names: Vec<String> = std::fs::read_dir(&blobs)
-        .map_err(|e| out_err(file, format!("cannot list {}: {e}", blobs.display())))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for n in names {
-        append_file(
-            &mut tar,
-            &blobs.join(&n),
-            &format!("blobs/sha256/{n}"),
-            file,
-        )?;
-    }
-    // The index last: a reader that finds it has every blob it names before it.
-    append_file(&mut tar, &layout.join("index.json"), "index.json", file)?;
-    finish_output(tar, tmp, file)
-}
-
 pub(super) fn header(size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_size(size);
@@ -121,29 +92,4 @@ pub(super) fn header(size: u64, mode: u32, kind: tar::EntryType) -> tar::Header 
     h.set_gid(0);
     h.set_entry_type(kind);
     h
-}
-
-fn append_dir<W: Write>(tar: &mut tar::Builder<W>, name: &str, file: &Path) -> Result<()> {
-    let mut h = header(0, 0o755, tar::EntryType::Directory);
-    tar.append_data(&mut h, name, std::io::empty())
-        .map_err(|e| out_err(file, e))
-}
-
-/// Streams the file `from` into the tar as `name`.
-fn append_file<W: Write>(
-    tar: &mut tar::Builder<W>,
-    from: &Path,
-    name: &str,
-    file: &Path,
-) -> Result<()> {
-    let src = File::open(from)
-        .map_err(|e| out_err(file, format!("cannot read {}: {e}", from.display())))?;
-    let size = src.metadata().map_err(|e| out_err(file, e))?.len();
-    let mut h = header(size, 0o644, tar::EntryType::Regular);
-    tar.append_data(
-        &mut h,
-        name,
-        std::io::BufReader::with_capacity(WRITE_BUF, src),
-    )
-    .map_err(|e| out_err(file, e))
 }
