@@ -157,9 +157,9 @@ async fn transfer(
     src_loc: Option<&RepoLocation>,
     dst_loc: Option<&RepoLocation>,
 ) -> Result<BlobOutcome> {
-    if dst.has_blob(desc).await? {
-        return Ok(BlobOutcome::Skipped);
-    }
+    // A mount source known (this run put the blob there, or the cache says so) is tried
+    // before any HEAD: a mount answers 201 when the blob is there already as well, so one
+    // request decides; a failed one costs what the HEAD would have saved.
     if let Some(d) = dst_loc {
         let from = match src_loc {
             Some(s) if s.registry == d.registry && s.repository != d.repository => {
@@ -180,6 +180,9 @@ async fn transfer(
                 ledger.forget(&desc.digest, &loc);
             }
         }
+    }
+    if dst.has_blob(desc).await? {
+        return Ok(BlobOutcome::Skipped);
     }
     reporter.blob_started(&desc.digest, desc.size);
     let source = Counted {

@@ -93,12 +93,18 @@ pub async fn add(
     let mut level = subjects;
     let mut found: Vec<(Digest, Referrer)> = Vec::new();
     let mut links: Vec<(Digest, Vec<Digest>)> = Vec::new();
+    // One tags list serves the fallback tags (not asked for when not listed) and cosign's.
+    let tags: HashSet<String> = src.list_tags().await?.into_iter().collect();
+    let tags = &tags;
     for _ in 0..MAX_DEPTH {
         if level.is_empty() {
             break;
         }
         let lists: Vec<(Digest, Vec<Referrer>)> = futures::stream::iter(level)
-            .map(|s| async move { src.referrers(&s, types).await.map(|l| (s, l)) })
+            .map(|s| async move {
+                let l = src.referrers_listed(&s, types, tags).await?;
+                Ok::<_, Error>((s, l))
+            })
             .buffered(jobs)
             .try_collect()
             .await?;
@@ -165,7 +171,7 @@ pub async fn add(
             absorb(src, graph, m, jobs).await?;
         }
     }
-    legacy_tags(src, dst, graph, &all_subjects, opts, jobs).await
+    legacy_tags(src, dst, graph, &all_subjects, tags, opts, jobs).await
 }
 
 /// A referrer's manifest from `src` (its size checked against the list's) and whether `dst`
@@ -222,16 +228,16 @@ async fn absorb(src: &dyn Store, graph: &mut Graph, m: RawManifest, jobs: usize)
     Ok(())
 }
 
-/// cosign's `sha256-<hex>.sig|.att|.sbom` tags of every subject (one tags list of the source).
+/// cosign's `sha256-<hex>.sig|.att|.sbom` tags of every subject (among the source's `tags`).
 async fn legacy_tags(
     src: &dyn Store,
     dst: &dyn Store,
     graph: &mut Graph,
     subjects: &[Digest],
+    tags: &HashSet<String>,
     opts: &ReferrerOptions,
     jobs: usize,
 ) -> Result<()> {
-    let tags: HashSet<String> = src.list_tags().await?.into_iter().collect();
     let wanted: Vec<(Digest, String)> = subjects
         .iter()
         .flat_map(|s| cosign_tags(s).into_iter().map(move |t| (s.clone(), t)))

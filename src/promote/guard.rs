@@ -52,15 +52,25 @@ pub(super) fn decide(current: Option<&Digest>, wanted: &Digest, may_move: bool) 
     }
 }
 
-/// Looks every tag up at `dst` (concurrently) and decides what promoting `wanted` does to it.
+/// Looks every tag up at `dst` (concurrently; those in `seen`, looked up by the caller just
+/// now, are taken from there) and decides what promoting `wanted` does to it.
 pub(super) async fn classify(
     dst: &dyn Store,
     wanted: &Digest,
     tags: &[String],
+    seen: &[(String, Option<Digest>)],
     overwrite: &Overwrite,
     force: bool,
 ) -> Result<Vec<TagResult>> {
     let lookups = tags.iter().map(|t| async move {
+        if let Some((_, at)) = seen.iter().find(|(s, _)| s == t) {
+            return Ok(at.clone().map(|digest| crate::manifest::Descriptor {
+                media_type: String::new(),
+                digest,
+                size: 0,
+                platform: None,
+            }));
+        }
         let target = Target::Tag(t.clone());
         dst.resolve(&target).await
     });
@@ -116,7 +126,7 @@ pub(super) async fn recheck(
         .filter(|t| t.action.writes())
         .map(|t| t.tag.clone())
         .collect();
-    let fresh = classify(dst, wanted, &names, overwrite, force).await?;
+    let fresh = classify(dst, wanted, &names, &[], overwrite, force).await?;
     for f in fresh {
         if let Some(t) = tags.iter_mut().find(|t| t.tag == f.tag) {
             if f.previous != t.previous {

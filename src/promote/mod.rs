@@ -111,6 +111,12 @@ pub struct Job {
     pub overwrite: Overwrite,
     /// Which referrers travel with this image; `None`: [`PromoteOptions::referrers`].
     pub referrers: Option<ReferrerOptions>,
+    /// Destination tags the caller looked up just now, with what each pointed at (`None`:
+    /// absent): the first guard takes them as they are instead of asking again. The
+    /// re-check before writing and the read-back after still ask the registry.
+    pub seen_tags: Vec<(String, Option<Digest>)>,
+    /// The source manifest `target` names, when the caller has read it already.
+    pub manifest: Option<crate::manifest::RawManifest>,
 }
 
 /// Per-run options.

@@ -16,7 +16,10 @@ impl Promoter {
     /// Phase 1: the source manifest, the expected digest, the tag guards, the graph to push.
     pub(super) async fn resolve(&self, job: &Job, dry_run: bool) -> Result<Resolved> {
         let (src, dst) = (job.source.as_ref(), job.destination.as_ref());
-        let root = src.get_manifest(&job.target).await?;
+        let root = match &job.manifest {
+            Some(m) => m.clone(),
+            None => src.get_manifest(&job.target).await?,
+        };
         if let Some(want) = &job.expect_digest {
             if want != &root.digest {
                 return Err(PromoteError::UnexpectedDigest {
@@ -31,7 +34,14 @@ impl Promoter {
         let force = self.options.force;
         let root_target = Target::Digest(root.digest.clone());
         let (tags, present) = futures::try_join!(
-            guard::classify(dst, &root.digest, &job.tags, &job.overwrite, force),
+            guard::classify(
+                dst,
+                &root.digest,
+                &job.tags,
+                &job.seen_tags,
+                &job.overwrite,
+                force
+            ),
             async {
                 match route {
                     Route::SameRepository => Ok(true),

@@ -132,6 +132,18 @@ pub trait Store: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// [`Store::referrers`] for a caller that has just listed this repository's tags: a store
+    /// that reads referrers from a tag (a registry's fallback index) skips the request when
+    /// `tags` does not hold that tag.
+    async fn referrers_listed(
+        &self,
+        subject: &Digest,
+        artifact_types: &[String],
+        _tags: &std::collections::HashSet<String>,
+    ) -> Result<Vec<Referrer>> {
+        self.referrers(subject, artifact_types).await
+    }
+
     /// Makes `referrers` (already stored here by digest) findable from `subject`. Where the
     /// store does not list them by itself, this writes a tag (the fallback index), so callers
     /// call it in their tag phase.

@@ -85,6 +85,16 @@ impl Store for Sided {
         r.map_err(|e| e.on(self.side))
     }
 
+    async fn referrers_listed(
+        &self,
+        subject: &Digest,
+        types: &[String],
+        tags: &std::collections::HashSet<String>,
+    ) -> Result<Vec<Referrer>> {
+        let r = self.inner.referrers_listed(subject, types, tags).await;
+        r.map_err(|e| e.on(self.side))
+    }
+
     async fn link_referrers(&self, subject: &Digest, referrers: &[Referrer]) -> Result<Linked> {
         let r = self.inner.link_referrers(subject, referrers).await;
         r.map_err(|e| e.on(self.side))

@@ -17,7 +17,7 @@ use super::{Shard, SyncEntry, SyncPlan};
 use crate::copy::{collect, select_platforms, CopyOptions, RegistryLimits};
 use crate::digest::Digest;
 use crate::error::{Error, Result, Side};
-use crate::manifest::Platform;
+use crate::manifest::{Platform, RawManifest};
 use crate::progress::Reporter;
 use crate::promote::{
     BlobSummary, ImageStatus, Job, Overwrite, PlanReporter, PromoteOptions, Promoter,
@@ -95,7 +95,27 @@ impl PlanReporter for Relay {
 enum Check {
     Done(TagReport),
     /// Has to be copied; the source digest when known (not with platform selection).
-    Copy(Target, Option<Digest>),
+    Copy(Target, Option<Digest>, Seen),
+}
+
+/// One source image to copy: the tags to point at it, whether it is pinned by digest as well,
+/// and what the checks learnt.
+struct ImageCopy {
+    digest: Digest,
+    tags: Vec<String>,
+    pinned: bool,
+    seen_tags: Vec<(String, Option<Digest>)>,
+    manifest: Option<RawManifest>,
+}
+
+/// What a check learnt on the way, so the copy does not ask again.
+#[derive(Default)]
+struct Seen {
+    /// What the destination tag pointed at (`None`: absent), when it was looked up.
+    at_destination: Option<Option<Digest>>,
+    /// The source manifest, when it was read (a tag absent at the destination is read with
+    /// a GET at once, where a HEAD would be followed by one).
+    manifest: Option<RawManifest>,
 }
 
 impl Syncer {
@@ -263,27 +283,38 @@ impl Syncer {
             .collect()
             .await;
         // Per source digest: the tags to point at it, and whether it is pinned as well.
-        let mut copies: BTreeMap<String, (Digest, Vec<String>, bool)> = BTreeMap::new();
+        let mut copies: BTreeMap<String, ImageCopy> = BTreeMap::new();
         let mut by_platform = Vec::new();
         for c in checks {
             match c {
                 Check::Done(t) => self.settle(rep, src.as_ref(), dst.as_ref(), t),
-                Check::Copy(t, None) => by_platform.push(t),
-                Check::Copy(t, Some(d)) => {
-                    let slot = copies
-                        .entry(d.to_string())
-                        .or_insert_with(|| (d.clone(), Vec::new(), false));
+                Check::Copy(t, None, _) => by_platform.push(t),
+                Check::Copy(t, Some(d), seen) => {
+                    let copy = copies.entry(d.to_string()).or_insert_with(|| ImageCopy {
+                        digest: d.clone(),
+                        tags: Vec::new(),
+                        pinned: false,
+                        seen_tags: Vec::new(),
+                        manifest: None,
+                    });
+                    if copy.manifest.is_none() {
+                        copy.manifest = seen.manifest;
+                    }
                     match t {
-                        Target::Tag(name) => slot.1.push(name),
-                        Target::Digest(_) => slot.2 = true,
+                        Target::Tag(name) => {
+                            if let Some(at) = seen.at_destination {
+                                copy.seen_tags.push((name.clone(), at));
+                            }
+                            copy.tags.push(name)
+                        }
+                        Target::Digest(_) => copy.pinned = true,
                     }
                 }
             }
         }
-        let jobs: Vec<(Digest, Vec<String>, bool)> = copies.into_values().collect();
         // An entry either selects platforms (every target below) or not (every copy above).
-        let mut results: Vec<Vec<TagReport>> = futures::stream::iter(jobs)
-            .map(|(digest, tags, pinned)| self.promote(src, dst, digest, tags, pinned, referrers))
+        let mut results: Vec<Vec<TagReport>> = futures::stream::iter(copies.into_values())
+            .map(|c| self.promote(src, dst, c, referrers))
             .buffer_unordered(n)
             .collect()
             .await;
@@ -320,7 +351,7 @@ impl Syncer {
         platforms: &[Platform],
     ) -> Check {
         if !platforms.is_empty() {
-            return Check::Copy(t.clone(), None);
+            return Check::Copy(t.clone(), None, Seen::default());
         }
         let name = t.to_string();
         let (have, want) = match t {
@@ -328,17 +359,43 @@ impl Syncer {
                 Ok(found) => (found.map(|x| x.digest), Some(d.clone())),
                 Err(e) => return Check::Done(TagReport::failed(name, e)),
             },
-            Target::Tag(tag) => match futures::join!(dst.resolve(t), src.resolve(t)) {
-                (Ok(have), Ok(Some(want))) => (have.map(|x| x.digest), Some(want.digest)),
-                (_, Ok(None)) => {
+            Target::Tag(tag) => {
+                let missing = || {
                     let e = SyncError::MissingTag {
                         location: src.location(),
                         tag: tag.clone(),
                     };
-                    return Check::Done(TagReport::failed(name, Error::from(e).on(Side::Source)));
+                    Check::Done(TagReport::failed(
+                        name.clone(),
+                        Error::from(e).on(Side::Source),
+                    ))
+                };
+                // The destination first: a tag it lacks is read from the source with one GET
+                // (the copy needs the manifest), a tag it has is compared with a HEAD (which
+                // pull limits do not count).
+                let have = match dst.resolve(t).await {
+                    Ok(have) => have.map(|x| x.digest),
+                    Err(e) => return Check::Done(TagReport::failed(name, e)),
+                };
+                if have.is_none() {
+                    return match src.get_manifest(t).await {
+                        Ok(m) => {
+                            let seen = Seen {
+                                at_destination: Some(None),
+                                manifest: Some(m.clone()),
+                            };
+                            Check::Copy(t.clone(), Some(m.digest), seen)
+                        }
+                        Err(e) if e.is_not_found() => missing(),
+                        Err(e) => Check::Done(TagReport::failed(name, e)),
+                    };
                 }
-                (Err(e), _) | (_, Err(e)) => return Check::Done(TagReport::failed(name, e)),
-            },
+                match src.resolve(t).await {
+                    Ok(Some(want)) => (have, Some(want.digest)),
+                    Ok(None) => return missing(),
+                    Err(e) => return Check::Done(TagReport::failed(name, e)),
+                }
+            }
         };
         match (have, want) {
             (Some(h), Some(w)) if h == w => Check::Done(TagReport {
@@ -346,7 +403,13 @@ impl Syncer {
                 destination_digest: Some(h),
                 ..TagReport::new(name, TagAction::Skipped)
             }),
-            (_, w) => Check::Copy(t.clone(), w),
+            (h, w) => {
+                let seen = Seen {
+                    at_destination: matches!(t, Target::Tag(_)).then_some(h),
+                    manifest: None,
+                };
+                Check::Copy(t.clone(), w, seen)
+            }
         }
     }
 
@@ -356,11 +419,16 @@ impl Syncer {
         &self,
         src: &Arc<dyn Store>,
         dst: &Arc<dyn Store>,
-        digest: Digest,
-        tags: Vec<String>,
-        pinned: bool,
+        copy: ImageCopy,
         referrers: &ReferrerOptions,
     ) -> Vec<TagReport> {
+        let ImageCopy {
+            digest,
+            tags,
+            pinned,
+            seen_tags,
+            manifest,
+        } = copy;
         let mut names = tags.clone();
         if pinned || tags.is_empty() {
             names.push(digest.to_string());
@@ -377,6 +445,8 @@ impl Syncer {
             expect_digest: None,
             overwrite: Overwrite::Any,
             referrers: Some(referrers.clone()),
+            seen_tags,
+            manifest,
         };
         let jobs = std::slice::from_ref(&job);
         let mut plan = match self.options.dry_run {

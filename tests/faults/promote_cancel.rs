@@ -47,6 +47,8 @@ async fn a_missing_source_blob_cancels_the_destination_upload() {
         expect_digest: None,
         overwrite: Overwrite::Never,
         referrers: None,
+        seen_tags: Vec::new(),
+        manifest: None,
     };
     let promoter = Promoter::new(
         PromoteOptions::default(),

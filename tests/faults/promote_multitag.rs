@@ -38,6 +38,8 @@ pub(crate) fn job(c: &RegistryClient, from: (&str, &str), to: &str, tags: &[&str
         expect_digest: None,
         overwrite: Overwrite::Never,
         referrers: None,
+        seen_tags: Vec::new(),
+        manifest: None,
     }
 }
 

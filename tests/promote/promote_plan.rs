@@ -420,6 +420,8 @@ async fn most_at_once(limit: usize) -> usize {
             expect_digest: None,
             overwrite: Overwrite::Never,
             referrers: None,
+            seen_tags: Vec::new(),
+            manifest: None,
         });
     }
     let opts = ferry::promote::PromoteOptions {

@@ -136,19 +136,21 @@ fn few_remaining_requests_slow_manifest_gets_down() {
         ..Quirks::default()
     };
     let src = FaultServer::start(FaultConfig::new().quirks(quirks));
-    images(&src, &["app0"], &["a", "b"]);
+    images(&src, &["app0"], &["a", "b", "c"]);
     let dst = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(
         dir.path(),
         "s.yaml",
         &format!(
-            "sync:\n  - images: [\"{0}/app0:a\", \"{0}/app0:b\"]\n    destination: {1}/m\n",
+            "sync:\n  - images: [\"{0}/app0:a\", \"{0}/app0:b\", \"{0}/app0:c\"]\n    destination: {1}/m\n",
             src.host(),
             dst.addr
         ),
     );
-    let o = ferry(&["sync", "--json", &cfg], &[]);
+    // One image at a time: a tag the destination lacks is read with one GET, and every GET
+    // after the first answer (which says few requests remain) is paced.
+    let o = ferry(&["sync", "--json", "--images", "1", &cfg], &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let r = json(&o);
     let source = r["requests"]
@@ -157,10 +159,11 @@ fn few_remaining_requests_slow_manifest_gets_down() {
         .iter()
         .find(|q| q["side"] == "source")
         .unwrap();
-    assert!(source["manifest_gets"].as_u64().unwrap() >= 2, "{source}");
+    assert_eq!(source["manifest_gets"], 3, "{source}");
+    assert_eq!(source["manifest_heads"], 0, "{source}");
     assert_eq!(
-        source["rate_limit_waits"], source["manifest_gets"],
-        "every GET paced: {source}"
+        source["rate_limit_waits"], 2,
+        "every GET but the first paced: {source}"
     );
     // With no reserve, nothing is paced.
     let o = ferry(&["sync", "--json", "--rate-limit-reserve", "0", &cfg], &[]);

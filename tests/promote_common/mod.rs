@@ -62,6 +62,8 @@ pub fn job(
         expect_digest: None,
         overwrite: Overwrite::Never,
         referrers: None,
+        seen_tags: Vec::new(),
+        manifest: None,
     }
 }
 

@@ -38,6 +38,8 @@ impl<'a> Opener<'a> {
             expect_digest: p.expect_digest.clone(),
             overwrite: p.overwrite.clone(),
             referrers: p.referrers.clone(),
+            seen_tags: Vec::new(),
+            manifest: None,
         })
     }
 }

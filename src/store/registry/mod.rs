@@ -364,7 +364,17 @@ impl Store for RegistryStore {
     }
 
     async fn referrers(&self, subject: &Digest, types: &[String]) -> Result<Vec<Referrer>> {
-        manifests::referrers::list(&self.repo, &self.client.referrers, subject, types).await
+        manifests::referrers::list(&self.repo, &self.client.referrers, subject, types, None).await
+    }
+
+    async fn referrers_listed(
+        &self,
+        subject: &Digest,
+        types: &[String],
+        tags: &std::collections::HashSet<String>,
+    ) -> Result<Vec<Referrer>> {
+        let (repo, cap) = (&self.repo, &self.client.referrers);
+        manifests::referrers::list(repo, cap, subject, types, Some(tags)).await
     }
 
     async fn link_referrers(&self, subject: &Digest, referrers: &[Referrer]) -> Result<Linked> {

@@ -68,12 +68,15 @@ fn referrers_err(repo: &Repo, subject: &Digest, reason: String) -> Error {
     }
 }
 
-/// The referrers of `subject`, only those of `types` when it is not empty.
+/// The referrers of `subject`, only those of `types` when it is not empty. `listed`: the
+/// repository's tags as the caller just listed them, so a fallback tag not among them is not
+/// asked for.
 pub async fn list(
     repo: &Repo,
     cap: &Capability,
     subject: &Digest,
     types: &[String],
+    listed: Option<&std::collections::HashSet<String>>,
 ) -> Result<Vec<Referrer>> {
     if cap.api() != Some(false) {
         match from_api(repo, subject, types).await? {
@@ -85,6 +88,9 @@ pub async fn list(
                 let _ = cap.api.set(false);
             }
         }
+    }
+    if listed.is_some_and(|tags| !tags.contains(&fallback_tag(subject))) {
+        return Ok(Vec::new());
     }
     from_fallback_tag(repo, subject, types).await
 }
