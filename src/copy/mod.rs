@@ -122,6 +122,9 @@ pub struct Prepared {
     pub tags_current: bool,
     /// The referrer tags the tag phase writes.
     pub links: Links,
+    /// The root is not at the destination yet: the tag phase's PUT by tag stores it (one
+    /// request where a HEAD and a PUT by digest would come first).
+    pub root_by_tag: bool,
 }
 
 /// What a caller of [`Copier::push_graph_with`] knows of the root at the destination.
@@ -131,6 +134,10 @@ pub enum RootKnown {
     Unknown,
     /// Just looked up and not there.
     Absent,
+    /// The caller PUTs it by tag next, which stores it: not pushed here when something under
+    /// it had to be (then the root cannot be at the destination: a registry stores a manifest
+    /// only once what it names is there), else looked up and pushed as for `Unknown`.
+    ByTag,
 }
 
 /// What [`Copier::push_graph`] did.
@@ -139,6 +146,9 @@ pub struct Pushed {
     pub blobs: BlobCounts,
     pub manifests_pushed: usize,
     pub manifests_present: usize,
+    /// The root was left to the caller's PUT by tag ([`RootKnown::ByTag`]).
+    #[serde(skip)]
+    pub root_deferred: bool,
 }
 
 /// Copies images between stores. Holds what is shared across copies: the blob ledger (mount
@@ -253,6 +263,7 @@ impl Copier {
                 report,
                 tags_current,
                 links: Links::default(),
+                root_by_tag: false,
             });
         }
         let mut graph = match (tags_current, converted) {
@@ -265,9 +276,20 @@ impl Copier {
             let subjects = referrers::subjects(&root, selection, known);
             referrers::add(src, dst, &mut graph, subjects, &opts.referrers, opts.jobs).await?;
         }
+        // A root with nothing after it (no referrers, no referrer tags) and tags to write may
+        // be stored by the tag phase's PUT, after every blob and child manifest is present.
+        let by_tag = !tags.is_empty()
+            && !tags_current
+            && graph.referrers.is_empty()
+            && graph.links.is_empty();
+        let known = match by_tag {
+            true => RootKnown::ByTag,
+            false => RootKnown::Unknown,
+        };
         let pushed = self
-            .push_graph_now(src, dst, &root, &graph, opts.jobs, RootKnown::Unknown)
+            .push_graph_now(src, dst, &root, &graph, opts.jobs, known)
             .await?;
+        let root_by_tag = pushed.root_deferred;
         report.blobs = pushed.blobs;
         report.manifests_pushed = pushed.manifests_pushed;
         report.manifests_present = pushed.manifests_present;
@@ -278,6 +300,7 @@ impl Copier {
             report,
             tags_current,
             links: std::mem::take(&mut graph.links),
+            root_by_tag,
         })
     }
 
@@ -342,7 +365,11 @@ impl Copier {
         Error::all(errors)?;
         // The root, then the referrers in order (a referrer after its subject).
         let mut absent = root_absent;
-        for m in std::iter::once(root).chain(&graph.referrers) {
+        let b = &pushed.blobs;
+        pushed.root_deferred =
+            known == RootKnown::ByTag && (b.copied + b.mounted > 0 || pushed.manifests_pushed > 0);
+        let root = (!pushed.root_deferred).then_some(root);
+        for m in root.into_iter().chain(&graph.referrers) {
             if self.push_manifest(dst, m, absent).await? {
                 pushed.manifests_pushed += 1;
             } else {
@@ -365,12 +392,16 @@ impl Copier {
             mut report,
             tags_current,
             links,
+            root_by_tag,
         } = prepared;
         let started = Instant::now();
         // Signatures first: a release tag never appears without them.
         report.referrer_tags = referrers::link(dst, &links).await?;
         if !report.unchanged && !tags_current && !tags.is_empty() {
             dst.put_manifest(&root, tags).await?;
+            if root_by_tag {
+                report.manifests_pushed += 1;
+            }
             for t in tags {
                 self.reporter.tagged(&dst.location(), t, &root.digest);
             }

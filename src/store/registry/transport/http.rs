@@ -6,6 +6,27 @@ use url::Url;
 use super::TransportConfig;
 use crate::error::{Error, Result};
 
+/// The platform's trusted roots (`SSL_CERT_FILE`/`SSL_CERT_DIR`, else the system store), read
+/// once per process: every client used to read them again (a `ferry copy` builds one per
+/// registry, and where `SSL_CERT_DIR` is set that is hundreds of files each time). As
+/// reqwest does, certificates rustls cannot parse are skipped.
+fn native_roots() -> &'static [reqwest::Certificate] {
+    static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::debug!(error = %e, "reading the platform's trusted roots");
+        }
+        let mut check = rustls::RootCertStore::empty();
+        found
+            .certs
+            .into_iter()
+            .filter(|c| check.add(c.clone()).is_ok())
+            .filter_map(|c| reqwest::Certificate::from_der(c.as_ref()).ok())
+            .collect()
+    })
+}
+
 /// Builds the reqwest client for `host` (as the user named it: the `certs.d` entry): no
 /// automatic redirects, TLS settings and material from the configuration.
 pub fn build(cfg: &TransportConfig, host: &str) -> Result<reqwest::Client> {
@@ -25,6 +46,7 @@ fn with_material(
     host: &str,
 ) -> Result<reqwest::Client> {
     let mut b = b
+        .tls_built_in_native_certs(false)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(cfg.user_agent.clone())
         .connect_timeout(cfg.connect_timeout)
@@ -36,6 +58,9 @@ fn with_material(
         cfg.certs_dir.as_deref(),
         cfg.client_cert.as_ref(),
     )?;
+    for c in native_roots() {
+        b = b.add_root_certificate(c.clone());
+    }
     for c in material.roots {
         b = b.add_root_certificate(c);
     }
