@@ -216,3 +216,26 @@ impl BlobSource for StoreBlob<'_> {
         self.store.open_blob(self.desc, offset).await
     }
 }
+
+/// Hands `stream`'s chunks to a writer thread through `tx` until the stream ends, fails (its
+/// error is returned) or the writer stops (a closed channel: the writer reports why). `tx` is
+/// dropped at the end, so the writer sees the end of the blob.
+pub(crate) async fn feed(
+    stream: &mut BlobStream,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<()> {
+    use futures::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        if tx.send(chunk?).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Why a blob writer (a layout's, an archive's) stopped before the end of its stream.
+pub(crate) enum WriteFailure {
+    /// More bytes arrived than the descriptor's size (hash state of what was seen).
+    TooLong(crate::digest::DigestHasher),
+    Io(std::io::Error),
+}

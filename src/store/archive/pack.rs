@@ -68,9 +68,14 @@ pub(super) fn finish_output(
     let mut out = tar.into_inner().map_err(|e| out_err(file, e))?;
     out.flush().map_err(|e| out_err(file, e))?;
     drop(out);
-    let Some(tmp) = tmp else {
-        return Ok(());
-    };
+    match tmp {
+        Some(tmp) => persist(tmp, file),
+        None => Ok(()),
+    }
+}
+
+/// Fsyncs the finished temp file, renames it over `file` and fsyncs the directory.
+pub(super) fn persist(tmp: tempfile::NamedTempFile, file: &Path) -> Result<()> {
     tmp.as_file().sync_all().map_err(|e| out_err(file, e))?;
     tmp.persist(file).map_err(|e| out_err(file, e.error))?;
     let dir = match file.parent() {

@@ -18,15 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
-
 use super::oci::blob_name;
 use super::pack::{header, out_err};
 use super::tarindex::Loc;
 use crate::digest::{Digest, DigestHasher};
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
-use crate::store::BlobStream;
+use crate::store::{BlobStream, WriteFailure};
 
 /// Bytes gathered before a positional write (larger network frames go straight through).
 const GATHER: usize = 64 * 1024;
@@ -166,22 +164,7 @@ impl TarSink {
             }
             w.finish()
         });
-        let mut fed = Ok(());
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                // A closed channel means the writer stopped (too many bytes or an I/O error).
-                Ok(b) => {
-                    if tx.send(b).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    fed = Err(e);
-                    break;
-                }
-            }
-        }
-        drop(tx);
+        let fed = crate::store::feed(&mut stream, tx).await;
         let joined = writer
             .await
             .map_err(|e| out_err(&self.target, format!("the blob writer stopped: {e}")))?;
@@ -302,17 +285,7 @@ impl TarSink {
             std::io::copy(&mut f, &mut lock).map_err(|e| out_err(&target, e))?;
             return lock.flush().map_err(|e| out_err(&target, e));
         }
-        file.as_file().sync_all().map_err(|e| out_err(&target, e))?;
-        file.persist(&target)
-            .map_err(|e| out_err(&target, e.error))?;
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        super::pack::persist(file, &target)
     }
 
     /// The temp file with every slot that never matched cut out: the file itself when there
@@ -391,13 +364,6 @@ impl TarSink {
             actual_size,
         }
     }
-}
-
-/// Why a slot's writer stopped early.
-enum WriteFailure {
-    /// More bytes arrived than the descriptor's size (hash state of what was seen).
-    TooLong(DigestHasher),
-    Io(std::io::Error),
 }
 
 /// Writes one slot's bytes by position, gathering small chunks, hashing everything.
@@ -480,6 +446,7 @@ fn append_entry(out: &mut Vec<u8>, name: &str, data: &[u8], target: &Path) -> Re
 mod tests {
     use super::*;
     use crate::store::archive::tarindex::TarIndex;
+    use futures::StreamExt;
 
     fn desc(bytes: &[u8]) -> Descriptor {
         Descriptor {

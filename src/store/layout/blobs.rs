@@ -11,7 +11,7 @@ use super::workdir::TempArea;
 use crate::digest::{Digest, DigestHasher};
 use crate::error::{Error, Op, Result};
 use crate::manifest::Descriptor;
-use crate::store::BlobStream;
+use crate::store::{BlobStream, WriteFailure};
 
 /// Bytes gathered before each write to disk (network frames are often this large already:
 /// larger ones go straight through).
@@ -121,22 +121,7 @@ impl Blobs {
         let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(IN_FLIGHT);
         let limit = desc.size;
         let writer = tokio::task::spawn_blocking(move || write_hashed(file, rx, limit));
-        let mut fed = Ok(());
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                // A closed channel means the writer stopped (too many bytes or an I/O error).
-                Ok(b) => {
-                    if tx.send(b).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    fed = Err(e);
-                    break;
-                }
-            }
-        }
-        drop(tx);
+        let fed = crate::store::feed(&mut stream, tx).await;
         let written = writer.await.map_err(|e| io_err(std::io::Error::other(e)))?;
         fed?;
         let hasher = match written {
@@ -191,13 +176,6 @@ impl Blobs {
             actual_size,
         }
     }
-}
-
-/// Why the disk writer stopped early.
-enum WriteFailure {
-    /// More bytes arrived than the descriptor's size (hash state of what was seen).
-    TooLong(DigestHasher),
-    Io(std::io::Error),
 }
 
 /// The blocking side: hash and write each chunk, then flush and fsync.
