@@ -102,7 +102,7 @@ pub async fn add(
         }
         let lists: Vec<(Digest, Vec<Referrer>)> = futures::stream::iter(level)
             .map(|s| async move {
-                let l = src.referrers_listed(&s, types, tags).await?;
+                let l = src.find_referrers(&s, types, Some(tags)).await?;
                 Ok::<_, Error>((s, l))
             })
             .buffered(jobs)

@@ -64,22 +64,16 @@ pub(super) async fn classify(
 ) -> Result<Vec<TagResult>> {
     let lookups = tags.iter().map(|t| async move {
         if let Some((_, at)) = seen.iter().find(|(s, _)| s == t) {
-            return Ok(at.clone().map(|digest| crate::manifest::Descriptor {
-                media_type: String::new(),
-                digest,
-                size: 0,
-                platform: None,
-            }));
+            return Ok(at.clone());
         }
         let target = Target::Tag(t.clone());
-        dst.resolve(&target).await
+        Ok::<_, Error>(dst.resolve(&target).await?.map(|d| d.digest))
     });
     let current = try_join_all(lookups).await?;
     Ok(tags
         .iter()
         .zip(current)
-        .map(|(tag, cur)| {
-            let previous = cur.map(|d| d.digest);
+        .map(|(tag, previous)| {
             let may_move = force || overwrite.allows(tag);
             TagResult {
                 tag: tag.clone(),

@@ -335,7 +335,12 @@ impl Store for LayoutStore {
     /// The `index.json` entries (manifests, not indexes' children) whose `subject` is
     /// `subject`: a layout lists its referrers as entries of their own (ferry adds one for
     /// every manifest pushed untagged).
-    async fn referrers(&self, subject: &Digest, types: &[String]) -> Result<Vec<Referrer>> {
+    async fn find_referrers(
+        &self,
+        subject: &Digest,
+        types: &[String],
+        _listed: Option<&std::collections::HashSet<String>>,
+    ) -> Result<Vec<Referrer>> {
         let idx = self.read_index().await?;
         let mut out: Vec<Referrer> = Vec::new();
         for entry in idx.entries() {

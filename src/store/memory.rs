@@ -153,10 +153,11 @@ impl Store for MemoryStore {
     }
 
     /// Every stored manifest whose `subject` is `subject` (sorted by digest).
-    async fn referrers(
+    async fn find_referrers(
         &self,
         subject: &Digest,
         types: &[String],
+        _listed: Option<&std::collections::HashSet<String>>,
     ) -> Result<Vec<crate::referrers::Referrer>> {
         let c = self.content.lock().unwrap();
         let mut out: Vec<_> = c

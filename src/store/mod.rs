@@ -123,25 +123,25 @@ pub trait Store: Send + Sync {
 
     /// The referrers of `subject` held here (manifests whose `subject` names it), each with its
     /// `artifactType` and annotations; only those of `artifact_types` when it is not empty.
+    /// `listed`: this repository's tags, when the caller has just listed them (a store that
+    /// reads referrers from a tag, a registry's fallback index, skips reading one not listed).
     /// A store that cannot hold referrers has none.
-    async fn referrers(
+    async fn find_referrers(
         &self,
         _subject: &Digest,
         _artifact_types: &[String],
+        _listed: Option<&std::collections::HashSet<String>>,
     ) -> Result<Vec<Referrer>> {
         Ok(Vec::new())
     }
 
-    /// [`Store::referrers`] for a caller that has just listed this repository's tags: a store
-    /// that reads referrers from a tag (a registry's fallback index) skips the request when
-    /// `tags` does not hold that tag.
-    async fn referrers_listed(
+    /// [`Store::find_referrers`] without a tags list at hand.
+    async fn referrers(
         &self,
         subject: &Digest,
         artifact_types: &[String],
-        _tags: &std::collections::HashSet<String>,
     ) -> Result<Vec<Referrer>> {
-        self.referrers(subject, artifact_types).await
+        self.find_referrers(subject, artifact_types, None).await
     }
 
     /// Makes `referrers` (already stored here by digest) findable from `subject`. Where the

@@ -80,18 +80,13 @@ impl Store for Sided {
         self.inner.list_tags().await.map_err(|e| e.on(self.side))
     }
 
-    async fn referrers(&self, subject: &Digest, types: &[String]) -> Result<Vec<Referrer>> {
-        let r = self.inner.referrers(subject, types).await;
-        r.map_err(|e| e.on(self.side))
-    }
-
-    async fn referrers_listed(
+    async fn find_referrers(
         &self,
         subject: &Digest,
         types: &[String],
-        tags: &std::collections::HashSet<String>,
+        listed: Option<&std::collections::HashSet<String>>,
     ) -> Result<Vec<Referrer>> {
-        let r = self.inner.referrers_listed(subject, types, tags).await;
+        let r = self.inner.find_referrers(subject, types, listed).await;
         r.map_err(|e| e.on(self.side))
     }
 

@@ -389,10 +389,11 @@ impl Store for ArchiveStore {
         }
     }
 
-    async fn referrers(
+    async fn find_referrers(
         &self,
         subject: &Digest,
         types: &[String],
+        _listed: Option<&std::collections::HashSet<String>>,
     ) -> Result<Vec<crate::referrers::Referrer>> {
         let (idx, view) = match &self.mode {
             Mode::Write { inner, .. } => {

@@ -103,11 +103,17 @@ impl TarSink {
             slots: Mutex::new(Slots::default()),
         };
         let mut lead = Vec::with_capacity(4 * BLOCK as usize);
-        append_entry(&mut lead, "oci-layout", LAYOUT, target)?;
+        let h = named(
+            target,
+            "oci-layout",
+            LAYOUT.len() as u64,
+            tar::EntryType::Regular,
+        )?;
+        lead.extend_from_slice(h.as_bytes());
+        lead.extend_from_slice(LAYOUT);
+        lead.resize(padded(lead.len() as u64) as usize, 0);
         for d in ["blobs/", "blobs/sha256/"] {
-            let mut h = header(0, 0o755, tar::EntryType::Directory);
-            h.set_path(d).map_err(|e| out_err(target, e))?;
-            h.set_cksum();
+            let h = named(target, d, 0, tar::EntryType::Directory)?;
             lead.extend_from_slice(h.as_bytes());
         }
         sink.file
@@ -179,10 +185,8 @@ impl TarSink {
         if digest != desc.digest || size != desc.size {
             return Err(self.mismatch(desc, digest, size));
         }
-        let mut h = header(size, 0o644, tar::EntryType::Regular);
-        h.set_path(blob_name(&desc.digest))
-            .map_err(|e| out_err(&self.target, e))?;
-        h.set_cksum();
+        let name = blob_name(&desc.digest);
+        let h = named(&self.target, &name, size, tar::EntryType::Regular)?;
         self.file
             .write_all_at(h.as_bytes(), slot.offset)
             .map_err(|e| out_err(&self.target, e))?;
@@ -432,14 +436,16 @@ impl SlotWriter {
     }
 }
 
-fn append_entry(out: &mut Vec<u8>, name: &str, data: &[u8], target: &Path) -> Result<()> {
-    let mut h = header(data.len() as u64, 0o644, tar::EntryType::Regular);
+/// A complete header for the entry `name` (files 0644, directories 0755).
+fn named(target: &Path, name: &str, size: u64, kind: tar::EntryType) -> Result<tar::Header> {
+    let mode = match kind {
+        tar::EntryType::Directory => 0o755,
+        _ => 0o644,
+    };
+    let mut h = header(size, mode, kind);
     h.set_path(name).map_err(|e| out_err(target, e))?;
     h.set_cksum();
-    out.extend_from_slice(h.as_bytes());
-    out.extend_from_slice(data);
-    out.resize(padded(out.len() as u64) as usize, 0);
-    Ok(())
+    Ok(h)
 }
 
 #[cfg(test)]

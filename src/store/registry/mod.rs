@@ -363,18 +363,14 @@ impl Store for RegistryStore {
         manifests::list_tags(&self.repo).await
     }
 
-    async fn referrers(&self, subject: &Digest, types: &[String]) -> Result<Vec<Referrer>> {
-        manifests::referrers::list(&self.repo, &self.client.referrers, subject, types, None).await
-    }
-
-    async fn referrers_listed(
+    async fn find_referrers(
         &self,
         subject: &Digest,
         types: &[String],
-        tags: &std::collections::HashSet<String>,
+        listed: Option<&std::collections::HashSet<String>>,
     ) -> Result<Vec<Referrer>> {
         let (repo, cap) = (&self.repo, &self.client.referrers);
-        manifests::referrers::list(repo, cap, subject, types, Some(tags)).await
+        manifests::referrers::list(repo, cap, subject, types, listed).await
     }
 
     async fn link_referrers(&self, subject: &Digest, referrers: &[Referrer]) -> Result<Linked> {
