@@ -123,3 +123,44 @@ fn sigterm_mid_blob_into_a_layout_removes_the_temp_file_and_exits_143() {
     let index = std::fs::read_to_string(dst.join("index.json")).unwrap_or_default();
     assert!(!index.contains("\"v1\""), "a tag was written: {index}");
 }
+
+#[test]
+fn sigint_mid_blob_into_an_oci_archive_removes_its_temp_file_and_leaves_no_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_src, remote) = crawling_source(dir.path());
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let tar = out_dir.join("app.tar");
+    let mut child = start_copy(&remote, &format!("oci-archive:{}:v1", tar.display()));
+    // The archive's temp file sits beside it; it grows as the blob's bytes land in their slot.
+    let temp_files = || -> Vec<(String, u64)> {
+        std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                (e.file_name().to_string_lossy().into_owned(), len)
+            })
+            .collect()
+    };
+    let partial = || {
+        temp_files()
+            .iter()
+            .any(|(n, len)| n.contains(".ferry-") && *len >= 256 << 10)
+    };
+    wait_until(
+        &mut child,
+        "a partial blob in the archive's temp file",
+        partial,
+    );
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted (SIGINT)"), "{stderr}");
+    assert_eq!(
+        temp_files(),
+        Vec::<(String, u64)>::new(),
+        "nothing is left, no archive"
+    );
+}

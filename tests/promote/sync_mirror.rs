@@ -187,6 +187,13 @@ fn sync_mirrors_filters_incrementally_and_in_shards() {
         blobs["mounted"].as_u64().unwrap() > blobs["copied"].as_u64().unwrap(),
         "{blobs}"
     );
+    // A blob with a known mount source is mounted without a HEAD first, and a tag the fresh
+    // destination lacks is read from the source with one GET, no HEAD before it.
+    let (s, d) = (requests(&cold, "source"), requests(&cold, "destination"));
+    let heads = d["blob_heads"].as_u64().unwrap();
+    let not_mounted = blobs["copied"].as_u64().unwrap() + blobs["skipped"].as_u64().unwrap();
+    assert!(heads <= not_mounted, "{heads} blob HEADs: {blobs} {d}");
+    assert_eq!(s["manifest_heads"], 0, "{s}");
 
     // Warm: one HEAD per tag on each side, one tag list per filtered repository, the catalog.
     let log_before = dst.log().lines().count();
